@@ -1,0 +1,136 @@
+"""What a mapping is: a pure function from a delivery to an invoice draft, or a skip.
+
+A mapping never does I/O. It sees the parsed payload, the headers and its options, and
+returns a `Draft` (the invoice request plus what the bridge needs to check it) or a
+`Skip` (not invoiced, and why). It raises `MappingError` for a payload it refuses.
+
+Mappings are found by name, one mechanism for built-ins and third parties alike: a name
+registered in the `bridge.mappings` entry-point group (`shopify`), or an import string
+`package.module:attr`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+from decimal import Decimal
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.errors import ConfigError, InvoiceError
+from bridge.invoice import InvoiceRequest, request_total
+
+ENTRY_POINT_GROUP = "bridge.mappings"
+
+
+class InvoiceOptions(BaseModel):
+    """Options every mapping understands (`[sources.X.options]`); mappings may extend them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    payment_terms: str = "Due on receipt"
+    company_id: int | None = None
+    warehouse_id: int | None = None
+    sales_channel_id: int | None = None
+    revenue_account_id: int | None = None
+    invoice_export_template_id: int | None = None
+    tags: list[str] = Field(default_factory=list)
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    po_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One authentic delivery as a mapping sees it: plain data, nothing to call."""
+
+    payload: Any
+    headers: MappingABC[str, str] = field(default_factory=dict)  # lower-case names
+    topic: str | None = None
+    shop: str | None = None
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An invoice ready to check and send.
+
+    `expected_total` is the order's own total in the shop's currency: the bridge refuses to
+    send a request whose Luminous total differs from it by a cent.
+    """
+
+    order_id: str
+    request: InvoiceRequest
+    expected_total: Decimal
+    currency: str | None = None
+    order_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Not invoiced, on purpose; `reason` is shown to the sender and kept on the event."""
+
+    reason: str
+    order_id: str | None = None
+
+
+@runtime_checkable
+class Mapping(Protocol):
+    """A source's translation of its payloads into Luminous invoices."""
+
+    name: str
+    options_model: type[InvoiceOptions]
+
+    def map(self, delivery: Delivery, options: InvoiceOptions) -> Draft | Skip:
+        """Translate one delivery; raise `MappingError` when the payload is unusable."""
+        ...
+
+
+def installed_mappings() -> dict[str, str]:
+    """Registered mapping names and the import string each points to."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_mapping(name: str, *, key: str = "mapping") -> Mapping:
+    """Resolve a registered name or a `package.module:attr` string to a mapping object."""
+    target = installed_mappings().get(name, name)
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        known = ", ".join(sorted(installed_mappings())) or "none"
+        raise ConfigError(
+            key, f"unknown mapping {name!r} (registered: {known}; or use 'package.module:attr')"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(key, f"cannot import {module_name!r}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise ConfigError(key, f"{module_name!r} has no attribute {attr!r}") from exc
+    if not isinstance(obj, Mapping):
+        raise ConfigError(key, f"{target!r} is not a mapping (needs name, options_model, map)")
+    return obj
+
+
+def reconcile_totals(draft: Draft) -> None:
+    """Refuse a draft whose Luminous total would differ from the order's total."""
+    computed = request_total(draft.request)
+    if computed != draft.expected_total:
+        raise InvoiceError(
+            f"totals do not reconcile: the order's total is {draft.expected_total}, "
+            f"the invoice would total {computed} (difference {computed - draft.expected_total})"
+        )
+
+
+def check_currency(draft: Draft, options: InvoiceOptions) -> None:
+    """Refuse an order in another currency than the one the source is configured for."""
+    wanted = options.currency
+    if wanted and draft.currency and draft.currency.upper() != wanted.upper():
+        raise InvoiceError(
+            f"order currency {draft.currency} is not the configured currency {wanted}; "
+            "a Luminous invoice carries no currency, so it is not sent"
+        )
