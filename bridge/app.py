@@ -1,0 +1,127 @@
+"""The app factory: a lifespan that owns the store, the one Luminous client and the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from bridge.admin import Admin
+from bridge.config import Settings
+from bridge.errors import StoreError
+from bridge.luminous import LuminousClient
+from bridge.responses import error
+from bridge.store import Store, open_store
+from bridge.webhooks import WebhookEndpoint
+from bridge.worker import Worker
+
+log = logging.getLogger("bridge.app")
+
+PURGE_INTERVAL = 3600.0
+
+
+@dataclass
+class Runtime:
+    """What the lifespan built, reachable from tests as `app.state.runtime`."""
+
+    store: Store
+    client: LuminousClient
+    worker: Worker
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+async def _purge_forever(store: Store, retention_days: int) -> None:
+    while True:
+        try:
+            purged = await store.purge_payloads(time.time() - retention_days * 86400)
+            if purged:
+                log.info("purged the payloads of %s finished events", purged)
+        except StoreError as exc:
+            log.error("payload purge failed: %s", exc)
+        await asyncio.sleep(PURGE_INTERVAL)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error(404, "not_found", f"no route for {request.method} {request.url.path}")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return error(405, "method_not_allowed", f"{request.method} is not allowed here")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    sandbox_routes: list[BaseRoute] | None = None,
+    luminous_url: str | None = None,
+    luminous_token: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    worker_options: dict[str, Any] | None = None,
+) -> Starlette:
+    """The bridge's ASGI app; `sandbox_routes` also serves the sandbox under its API path."""
+    config = settings.config
+    base_url = luminous_url or config.luminous.base_url
+    token = luminous_token or settings.luminous_token
+    if not base_url or not token:
+        raise ValueError("the Luminous base URL and token are required (or run the sandbox)")
+    store = open_store(config.store)
+    client = LuminousClient(
+        base_url,
+        token,
+        timeout=config.luminous.timeout,
+        max_concurrency=config.luminous.max_concurrency,
+        max_requests_per_second=config.luminous.max_requests_per_second or None,
+        transport=transport,
+    )
+    worker = Worker(settings, store, client, **(worker_options or {}))
+    runtime = Runtime(store=store, client=client, worker=worker)
+    admin = Admin(settings, store, worker)
+    webhooks = WebhookEndpoint(settings, store, worker)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.migrate()
+        if settings.admin_token is None:
+            log.warning(
+                "no admin token (%s is not set): admin routes answer 404",
+                config.server.admin_token_env,
+            )
+        worker.start()
+        runtime.tasks.append(
+            asyncio.create_task(_purge_forever(store, config.store.retention_days))
+        )
+        log.info("bridge ready: sources %s, Luminous at %s", ", ".join(settings.sources), base_url)
+        try:
+            yield
+        finally:
+            log.info("draining: finishing work in flight (up to %ss)", config.server.drain_seconds)
+            await worker.stop(config.server.drain_seconds)
+            for task in runtime.tasks:
+                task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            await client.aclose()
+            await store.close()
+
+    routes: list[BaseRoute] = [
+        Route("/webhooks/{source}", webhooks.handle, methods=["POST"]),
+        *admin.routes(),
+    ]
+    if sandbox_routes is not None:
+        routes.append(Mount("/external/api/v1", routes=sandbox_routes))
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: _not_found, 405: _not_allowed},
+    )
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,396 @@
+"""The `bridge` command: a thin layer over the configuration, the store and the app.
+
+Exit codes: 0 success, 1 the operation failed (for `send`: a non-2xx answer), 2 bad usage,
+bad configuration or invalid input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bridge import __version__
+from bridge.config import Settings, check_runnable, load_settings
+from bridge.errors import BridgeError, ConfigError
+
+Command = Callable[[argparse.Namespace], int]
+
+SANDBOX_TOKEN = "sandbox"
+
+
+class UsageError(BridgeError):
+    """Bad input on the command line (exit 2)."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+def _print_json(value: Any) -> None:
+    from bridge.wire import dumps
+
+    sys.stdout.write(dumps(value, indent=True).decode() + "\n")
+
+
+def _connect_host(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def _with_company(settings: Settings, company_id: int) -> Settings:
+    """Sources without a company_id use `company_id` (the sandbox's default company)."""
+    sources = {
+        name: dataclasses.replace(
+            source, options=source.options.model_copy(update={"company_id": company_id})
+        )
+        if source.options.company_id is None
+        else source
+        for name, source in settings.sources.items()
+    }
+    return dataclasses.replace(settings, sources=sources)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# -- serve / sandbox ---------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bridge.app import create_app
+
+    settings = _settings(args)
+    problems = check_runnable(settings, sandbox=args.sandbox)
+    if problems:
+        raise ConfigError("", "; ".join(problems))
+    _configure_logging()
+    sandbox_routes = None
+    luminous_url = None
+    token = None
+    if args.sandbox:
+        from bridge.sandbox import Sandbox, SandboxSettings
+
+        sandbox = Sandbox(SandboxSettings(auto_products=True))
+        sandbox_routes = sandbox.routes()
+        luminous_url = f"http://{_connect_host(args.host)}:{args.port}/external/api/v1"
+        token = settings.luminous_token or SANDBOX_TOKEN
+        settings = _with_company(settings, Sandbox.DEFAULT_COMPANY_ID)
+        logging.getLogger("bridge.cli").info("serving the Luminous sandbox at %s", luminous_url)
+    app = create_app(
+        settings, sandbox_routes=sandbox_routes, luminous_url=luminous_url, luminous_token=token
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bridge.sandbox import SandboxSettings, create_sandbox_app
+
+    settings = SandboxSettings(
+        seed=args.seed,
+        state=args.state,
+        token=args.token,
+        auto_products=args.auto_products,
+        latency_ms=args.latency,
+        fail_rate=args.fail_rate,
+        throttle_rate=args.throttle_rate,
+        timeout_after_commit_rate=args.timeout_after_commit_rate,
+        fault_seed=args.fault_seed,
+    )
+    try:
+        app = create_sandbox_app(settings)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    _configure_logging()
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+# -- map / send --------------------------------------------------------------
+
+
+def _read_payload(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    from bridge.errors import InvoiceError, MappingError
+    from bridge.invoice import request_total
+    from bridge.mapping import Delivery, Skip, check_currency, reconcile_totals
+    from bridge.wire import MalformedJSON, loads
+
+    settings = _settings(args)
+    source = _source(settings, args.source)
+    if source.options.company_id is None:
+        print(
+            f"note: sources.{source.name}.options.company_id is not set; using 1 for this dry run",
+            file=sys.stderr,
+        )
+        source = _with_company(settings, 1).sources[source.name]
+    try:
+        payload = loads(_read_payload(args.file))
+    except MalformedJSON as exc:
+        raise UsageError(f"{args.file} is not valid JSON: {exc}") from exc
+    topic = args.topic or (source.topics[0] if source.topics else None)
+    try:
+        result = source.mapping.map(Delivery(payload, {}, topic, None), source.options)
+    except MappingError as exc:
+        details = "".join(f"\n  {field}: {problem}" for field, problem in exc.details)
+        raise UsageError(f"invalid: {exc.message}{details}") from exc
+    if isinstance(result, Skip):
+        print(f"skipped: {result.reason}")
+        return 0
+    _print_json(
+        {
+            "order_id": result.order_id,
+            "order_name": result.order_name,
+            "currency": result.currency,
+            "order_total": result.expected_total,
+            "invoice_total": request_total(result.request),
+            "request": result.request.to_wire(),
+        }
+    )
+    try:
+        check_currency(result, source.options)
+        reconcile_totals(result)
+    except InvoiceError as exc:
+        raise UsageError(f"not sendable: {exc}") from exc
+    return 0
+
+
+def _source(settings: Settings, name: str) -> Any:
+    if name not in settings.sources:
+        known = ", ".join(settings.sources) or "none"
+        raise UsageError(f"no source named {name!r} is configured (configured: {known})")
+    return settings.sources[name]
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    import hashlib
+
+    import httpx
+
+    from bridge.verify import SCHEMES
+
+    settings = _settings(args)
+    source = _source(settings, args.source)
+    body = _read_payload(args.file)
+    scheme = SCHEMES[source.scheme]
+    if scheme.name != "none" and not source.secrets:
+        from bridge.config import secret_env_name
+
+        env_name = secret_env_name(settings.config, source.name)
+        raise ConfigError(f"sources.{source.name}.secret_env", f"{env_name} is not set")
+    shop = args.shop or (sorted(source.allowed_shops)[0] if source.allowed_shops else None)
+    if shop is None and scheme.shop_header:
+        shop = (
+            "https://demo-shop.example/"
+            if "wc" in scheme.shop_header
+            else "demo-shop.myshopify.com"
+        )
+    delivery_id = args.delivery_id or f"bridge-send-{hashlib.sha256(body).hexdigest()[:24]}"
+    headers = scheme.sign(
+        body,
+        source.secrets[0] if source.secrets else "",
+        topic=args.topic or (source.topics[0] if source.topics else None),
+        shop=shop,
+        delivery_id=delivery_id,
+    )
+    headers["Content-Type"] = "application/json"
+    url = f"{args.url.rstrip('/')}/webhooks/{source.name}"
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        print(f"error: could not reach {url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"HTTP {response.status_code}")
+    try:
+        _print_json(response.json())
+    except ValueError:
+        print(response.text)
+    return 0 if response.is_success else 1
+
+
+# -- configuration, mappings, store ----------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    problems = check_runnable(settings, sandbox=args.sandbox)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 2
+    where = settings.path or "built-in defaults"
+    print(f"configuration OK ({where}): sources {', '.join(settings.sources)}")
+    return 0
+
+
+def cmd_mappings(args: argparse.Namespace) -> int:
+    from importlib.metadata import entry_points
+
+    from bridge.mapping import ENTRY_POINT_GROUP
+
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        dist = ep.dist.name if ep.dist else "unknown distribution"
+        print(f"{ep.name}\t{ep.value}\t({dist})")
+    try:
+        settings = _settings(args)
+    except ConfigError:
+        return 0
+    for name in settings.sources:
+        raw = settings.config.sources[name].mapping or name
+        if ":" in raw:
+            print(f"{raw}\t{raw}\t(import string, used by source {name})")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from bridge.store import open_store
+
+    async def run() -> int | None:
+        store = open_store(_settings(args).config.store)
+        try:
+            await store.migrate()
+            return await store.schema_version()
+        finally:
+            await store.close()
+
+    print(f"store schema at version {asyncio.run(run())}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from bridge.events_cli import run_events
+
+    return asyncio.run(run_events(args, _settings(args)))
+
+
+# -- parser ----------------------------------------------------------------------
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("a rate is a number from 0 to 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="F",
+        default=argparse.SUPPRESS,
+        help="configuration file (default: $BRIDGE_CONFIG, else ./bridge.toml, else defaults)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="bridge",
+        parents=[common],
+        description="Turns e-commerce order webhooks into Luminous invoices.",
+    )
+    parser.add_argument("--version", action="version", version=f"bridge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Command, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    serve = command("serve", cmd_serve, "run the service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="also serve the Luminous sandbox under /external/api/v1 and use it",
+    )
+
+    sandbox = command("sandbox", cmd_sandbox, "run the Luminous sandbox alone")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8090)
+    sandbox.add_argument("--seed", type=Path, metavar="F", help="JSON products and companies")
+    sandbox.add_argument("--state", type=Path, metavar="F", help="keep data across restarts")
+    sandbox.add_argument("--token", metavar="T", help="accept only this bearer token")
+    sandbox.add_argument("--auto-products", action="store_true", help="create unknown SKUs")
+    sandbox.add_argument("--latency", type=float, default=0, metavar="MS")
+    sandbox.add_argument("--fail-rate", type=_rate, default=0, metavar="R")
+    sandbox.add_argument("--throttle-rate", type=_rate, default=0, metavar="R")
+    sandbox.add_argument("--timeout-after-commit-rate", type=_rate, default=0, metavar="R")
+    sandbox.add_argument("--fault-seed", type=int, metavar="N")
+
+    mapper = command("map", cmd_map, "dry run: print the invoice request a payload makes")
+    mapper.add_argument("source")
+    mapper.add_argument("file")
+    mapper.add_argument("--topic", metavar="T")
+    mapper.add_argument("--resolve", action="store_true", help=argparse.SUPPRESS)
+
+    send = command("send", cmd_send, "sign a payload as its source would and post it")
+    send.add_argument("source")
+    send.add_argument("file")
+    send.add_argument("--url", default="http://127.0.0.1:8080")
+    send.add_argument("--topic", metavar="T")
+    send.add_argument("--delivery-id", metavar="ID")
+    send.add_argument("--shop", metavar="SHOP", help="shop domain header to send")
+
+    check = command("check-config", cmd_check_config, "validate the configuration")
+    check.add_argument("--sandbox", action="store_true", help="check it for serve --sandbox")
+
+    command("mappings", cmd_mappings, "list installed mappings and where each comes from")
+    command("migrate", cmd_migrate, "create or upgrade the store's schema")
+
+    events = command("events", cmd_events, "list, show, replay or purge recorded events")
+    actions = events.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[common], help="list events, newest first")
+    listing.add_argument("--status")
+    listing.add_argument("--source")
+    listing.add_argument("--order", metavar="REF", help="order id or name (#1001)")
+    listing.add_argument("--since", metavar="T", help="ISO time, or an age such as 2h or 3d")
+    listing.add_argument("--limit", type=int, default=100)
+    show = actions.add_parser("show", parents=[common], help="one event with its history")
+    show.add_argument("id", type=int)
+    replay = actions.add_parser("replay", parents=[common], help="retry dead or rejected events")
+    replay.add_argument("ids", type=int, nargs="*", metavar="ID")
+    replay.add_argument("--status", choices=["dead", "rejected"])
+    replay.add_argument("--dry-run", action="store_true")
+    purge = actions.add_parser("purge", parents=[common], help="drop old finished payloads")
+    purge.add_argument("--days", type=int, help="keep this many days (default: retention_days)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Command = args.handler
+    try:
+        return handler(args)
+    except (ConfigError, UsageError) as exc:
+        label = "configuration error" if isinstance(exc, ConfigError) else "error"
+        print(f"bridge: {label}: {exc}", file=sys.stderr)
+        return 2
+    except BridgeError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

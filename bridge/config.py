@@ -1,0 +1,258 @@
+"""Configuration: read once at the entry point, validated, then passed down.
+
+The file is TOML (`--config`, else `$BRIDGE_CONFIG`, else `./bridge.toml`, else built-in
+defaults). Secrets never live in the file: it names the environment variables that hold
+them, and `load_settings` reads those once, here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from bridge.errors import ConfigError
+from bridge.mapping import InvoiceOptions, Mapping, load_mapping
+
+DEFAULT_PATH = Path("bridge.toml")
+
+Scheme = Literal["shopify-hmac", "woocommerce-hmac", "standard-webhooks", "bearer", "none"]
+
+# The signature scheme each built-in mapping's senders use, so a source needs no `verify` line.
+DEFAULT_SCHEME: dict[str, Scheme] = {
+    "shopify": "shopify-hmac",
+    "woocommerce": "woocommerce-hmac",
+    "partner": "standard-webhooks",
+}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """`"24h"`, `"30m"`, `"90s"`, `"2d"` or a number of seconds, as seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '24h', '30m' or a number of seconds")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration such as '24h', '30m', '90s' or '2d'")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    respond_within: float = Field(3.0, ge=0, le=60)
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    admin_token_env: str = "BRIDGE_ADMIN_TOKEN"
+    body_timeout: float = Field(30.0, gt=0)  # a body trickling in slower than this gets 408
+    drain_seconds: float = Field(10.0, ge=0)  # SIGTERM: time given to work in flight
+
+
+class StoreConfig(_Section):
+    url: str = "sqlite:///bridge.db"
+    durability: Literal["full", "normal"] = "full"
+    retention_days: int = Field(30, ge=1)
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> StoreConfig:
+        if not self.url.startswith(("sqlite://", "memory://")):
+            raise ValueError(f"unsupported store url {self.url!r} (use sqlite:///path)")
+        return self
+
+
+class LuminousConfig(_Section):
+    base_url: str | None = None
+    token_env: str = "LUMINOUS_API_TOKEN"
+    timeout: float = Field(10.0, gt=0)
+    max_concurrency: int = Field(4, ge=1, le=64)
+    max_requests_per_second: float = Field(5.0, ge=0)
+
+
+class RetryConfig(_Section):
+    max_attempts: int = Field(25, ge=1)
+    base_delay: float = Field(1.0, gt=0)
+    max_delay: float = Field(300.0, gt=0)
+    max_age: Duration = 86400.0
+
+
+class SourceConfig(_Section):
+    mapping: str | None = None
+    verify: Scheme | None = None
+    secret_env: str | None = None
+    topics: list[str] = Field(default_factory=lambda: ["orders/create"])
+    strict_answers: bool | None = None
+    allowed_shops: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    luminous: LuminousConfig = Field(default_factory=LuminousConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=lambda: {"shopify": SourceConfig(secret_env="SHOPIFY_WEBHOOK_SECRET")}
+    )
+
+
+@dataclass(frozen=True)
+class Source:
+    """One configured source, ready to use: mapping loaded, options validated, secrets read."""
+
+    name: str
+    mapping: Mapping
+    scheme: Scheme
+    secrets: tuple[str, ...]
+    topics: tuple[str, ...]
+    strict_answers: bool
+    allowed_shops: frozenset[str]
+    options: InvoiceOptions
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bridge needs at run time, built once by `load_settings`."""
+
+    config: Config
+    sources: dict[str, Source]
+    luminous_token: str | None = field(repr=False)
+    admin_token: str | None = field(repr=False)
+    path: Path | None = None
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _first_error(exc: pydantic.ValidationError, prefix: str = "") -> ConfigError:
+    error = exc.errors()[0]
+    key = _dotted(tuple(part for part in (prefix, *error["loc"]) if part != ""))
+    problem = error["msg"]
+    if error["type"] == "extra_forbidden":
+        problem = "unknown key"
+    return ConfigError(key, problem)
+
+
+def read_config(path: Path | None) -> Config:
+    """Parse and validate the TOML file (or the defaults when `path` is None)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError("", f"configuration file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
+    try:
+        return Config.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise _first_error(exc) from None
+
+
+def find_config_path(explicit: str | None, environ: MappingABC[str, str]) -> Path | None:
+    """`--config`, else `$BRIDGE_CONFIG`, else `./bridge.toml` if it exists, else None."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("BRIDGE_CONFIG"):
+        return Path(environ["BRIDGE_CONFIG"])
+    return DEFAULT_PATH if DEFAULT_PATH.exists() else None
+
+
+def _secrets(env_name: str | None, environ: MappingABC[str, str]) -> tuple[str, ...]:
+    if not env_name:
+        return ()
+    return tuple(part.strip() for part in environ.get(env_name, "").split(",") if part.strip())
+
+
+def _build_source(name: str, raw: SourceConfig, environ: MappingABC[str, str]) -> Source:
+    key = f"sources.{name}"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+        raise ConfigError(key, "a source name is 1-64 of a-z, 0-9, '-' and '_'")
+    mapping_name = raw.mapping or name
+    mapping = load_mapping(mapping_name, key=f"{key}.mapping")
+    scheme = raw.verify or DEFAULT_SCHEME.get(mapping.name)
+    if scheme is None:
+        raise ConfigError(f"{key}.verify", "required for this mapping")
+    try:
+        options = mapping.options_model.model_validate(raw.options)
+    except pydantic.ValidationError as exc:
+        raise _first_error(exc, f"{key}.options") from None
+    secret_env = raw.secret_env
+    if scheme != "none" and not secret_env:
+        secret_env = f"{name.upper().replace('-', '_')}_WEBHOOK_SECRET"
+    strict = raw.strict_answers if raw.strict_answers is not None else mapping.name == "partner"
+    return Source(
+        name=name,
+        mapping=mapping,
+        scheme=scheme,
+        secrets=_secrets(secret_env, environ) if scheme != "none" else (),
+        topics=tuple(raw.topics),
+        strict_answers=strict,
+        allowed_shops=frozenset(shop.lower() for shop in raw.allowed_shops),
+        options=options,
+    )
+
+
+def secret_env_name(config: Config, source: str) -> str | None:
+    """The environment variable that holds a source's signing secret(s)."""
+    raw = config.sources[source]
+    if raw.secret_env:
+        return raw.secret_env
+    return f"{source.upper().replace('-', '_')}_WEBHOOK_SECRET"
+
+
+def load_settings(
+    explicit_path: str | None = None,
+    environ: MappingABC[str, str] | None = None,
+) -> Settings:
+    """Find, read and validate the configuration, and read the secrets it names; once."""
+    env = os.environ if environ is None else environ
+    path = find_config_path(explicit_path, env)
+    config = read_config(path)
+    sources = {name: _build_source(name, raw, env) for name, raw in config.sources.items()}
+    luminous_token = env.get(config.luminous.token_env) or None
+    admin_token = env.get(config.server.admin_token_env) or None
+    return Settings(
+        config=config,
+        sources=sources,
+        luminous_token=luminous_token,
+        admin_token=admin_token,
+        path=path,
+    )
+
+
+def check_runnable(settings: Settings, *, sandbox: bool) -> list[str]:
+    """Problems that stop `serve`, as `key: problem` lines (empty when it can run)."""
+    problems = []
+    if not sandbox:
+        if not settings.config.luminous.base_url:
+            problems.append("luminous.base_url: required (or run with --sandbox)")
+        if not settings.luminous_token:
+            problems.append(
+                f"luminous.token_env: environment variable "
+                f"{settings.config.luminous.token_env} is not set"
+            )
+    for name, source in settings.sources.items():
+        if source.scheme != "none" and not source.secrets:
+            env_name = secret_env_name(settings.config, name)
+            problems.append(
+                f"sources.{name}.secret_env: environment variable {env_name} is not set"
+            )
+        if source.options.company_id is None and not sandbox:
+            problems.append(f"sources.{name}.options.company_id: required")
+    return problems

@@ -1,0 +1,263 @@
+"""The event store's interface: what every backend must do, and the records it keeps.
+
+An event is one authentic delivery, recorded before it is answered. An order record ties
+(source, shop, order id) to its one invoice, and carries the claim that keeps a second
+worker from sending while the first still may.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+RECEIVED = "received"
+PROCESSING = "processing"
+RETRYING = "retrying"
+CREATED = "created"
+SKIPPED = "skipped"
+DEAD = "dead"
+REJECTED = "rejected"
+
+STATUSES = (RECEIVED, PROCESSING, RETRYING, CREATED, SKIPPED, DEAD, REJECTED)
+FINISHED = frozenset({CREATED, SKIPPED, DEAD, REJECTED})
+REPLAYABLE = frozenset({DEAD, REJECTED})
+
+
+def utc(timestamp: float | None) -> str | None:
+    """A stored Unix time as ISO-8601 UTC, for people and JSON answers."""
+    if timestamp is None:
+        return None
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """What the front door records for an authentic delivery."""
+
+    source: str
+    delivery_key: str
+    shop: str
+    topic: str | None
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    source: str
+    delivery_key: str
+    shop: str
+    topic: str | None
+    status: str
+    received_at: float
+    updated_at: float
+    started_at: float = 0.0  # received, or last replayed: the retry budget's clock
+    order_id: str | None = None
+    order_name: str | None = None
+    reason: str | None = None
+    details: list[dict[str, str]] = field(default_factory=list)
+    invoice_id: int | None = None
+    duplicate_of: int | None = None
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def summary(self) -> dict[str, Any]:
+        """The event without its payload, as admin answers and `bridge events` show it."""
+        return {
+            "event_id": self.id,
+            "source": self.source,
+            "shop": self.shop or None,
+            "topic": self.topic,
+            "status": self.status,
+            "order_id": self.order_id,
+            "order_name": self.order_name,
+            "invoice_id": self.invoice_id,
+            "duplicate_of": self.duplicate_of,
+            "reason": self.reason,
+            "details": self.details or None,
+            "attempts": self.attempts,
+            "received_at": utc(self.received_at),
+            "updated_at": utc(self.updated_at),
+            "next_attempt_at": utc(self.next_attempt_at),
+            "payload_kept": self.body is not None,
+        }
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One step in an event's history: what happened, Luminous's answer, the wait after."""
+
+    event_id: int
+    number: int
+    at: float
+    outcome: str
+    detail: str | None = None
+    delay: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "at": utc(self.at),
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "delay": self.delay,
+        }
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    source: str
+    shop: str
+    order_id: str
+
+
+@dataclass(frozen=True)
+class OrderClaim:
+    """The answer to `claim_order`.
+
+    `invoice_id` set: the order is already invoiced (by event `event_id`).
+    `acquired`: this event may send; `sent`: an earlier send's outcome is unknown, so look
+    the invoice up in Luminous before sending again.
+    """
+
+    acquired: bool
+    invoice_id: int | None = None
+    event_id: int | None = None
+    sent: bool = False
+
+
+class Store(ABC):
+    """Durable, deduplicated events and the order → invoice record."""
+
+    @abstractmethod
+    async def migrate(self) -> None:
+        """Create or upgrade the schema to `SCHEMA_VERSION`."""
+
+    @abstractmethod
+    async def schema_version(self) -> int | None:
+        """The schema version on disk, or None before `migrate`."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise `StoreError` unless the store answers."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def record(self, delivery: NewDelivery) -> tuple[Event, bool]:
+        """Record a delivery durably; `(event, False)` when its key was seen before."""
+
+    @abstractmethod
+    async def get(self, event_id: int) -> Event | None: ...
+
+    @abstractmethod
+    async def history(self, event_id: int) -> list[Attempt]: ...
+
+    @abstractmethod
+    async def list_events(
+        self,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        order: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """Newest first; `order` matches the order id or the order name."""
+
+    @abstractmethod
+    async def claim(self, event_id: int, owner: str, lease: float) -> Event | None:
+        """Take one event for processing if it is due (or its lease has lapsed)."""
+
+    @abstractmethod
+    async def claim_next(self, owner: str, lease: float) -> Event | None:
+        """Take the oldest due event, if any."""
+
+    @abstractmethod
+    async def renew(self, event_id: int, owner: str, lease: float) -> bool:
+        """Extend the lease on an event and on the order claim it holds; False if lost."""
+
+    @abstractmethod
+    async def note(
+        self, event_id: int, outcome: str, detail: str | None = None, delay: float | None = None
+    ) -> None:
+        """Append a step to the event's history."""
+
+    @abstractmethod
+    async def finish(
+        self,
+        event_id: int,
+        owner: str,
+        status: str,
+        *,
+        reason: str | None = None,
+        details: list[dict[str, str]] | None = None,
+    ) -> bool:
+        """End an event as skipped, dead or rejected; False if the lease was lost."""
+
+    @abstractmethod
+    async def defer(
+        self,
+        event_id: int,
+        owner: str,
+        *,
+        delay: float,
+        reason: str,
+        counted: bool = True,
+    ) -> bool:
+        """Put an event back as `retrying` for `delay` seconds; `counted` adds an attempt."""
+
+    @abstractmethod
+    async def release(self, event_id: int, owner: str) -> bool:
+        """Give an unfinished event back untouched (drain), keeping its status due now."""
+
+    @abstractmethod
+    async def claim_order(
+        self, key: OrderKey, event_id: int, lease: float, order_name: str | None = None
+    ) -> OrderClaim:
+        """Bind the event to its order and try to take the right to send its invoice."""
+
+    @abstractmethod
+    async def mark_sent(self, key: OrderKey, event_id: int, sent: bool = True) -> None:
+        """Record that a send is (or is no longer) of unknown outcome, before/after it."""
+
+    @abstractmethod
+    async def complete(
+        self, event_id: int, owner: str, key: OrderKey, invoice_id: int
+    ) -> tuple[bool, int]:
+        """Atomically record the order's invoice and end the event `created`.
+
+        Returns (done, original event id): when the order already had an invoice the event
+        is ended `created` as its duplicate, with that invoice id.
+        """
+
+    @abstractmethod
+    async def release_order(self, key: OrderKey, event_id: int) -> None:
+        """Drop this event's claim on an order that got no invoice (it ended dead)."""
+
+    @abstractmethod
+    async def replay(self, event_id: int) -> Event:
+        """Put a dead or rejected event back to `received`, keeping its history."""
+
+    @abstractmethod
+    async def purge_payloads(self, older_than: float) -> int:
+        """Drop payloads of finished (created/skipped) events older than a Unix time."""
+
+    @abstractmethod
+    async def counts(self) -> dict[str, int]:
+        """Number of events in each status."""

@@ -1,0 +1,151 @@
+"""`POST /webhooks/{source}`: verify, record, then answer with what became of the order.
+
+Checks run in the documented order and the first that fails answers: 404 unknown source,
+413 too large, 415 not JSON, 401 bad signature, 403 shop not allowed, 400 malformed JSON.
+Once a delivery is authentic and well-formed it is recorded durably, and from then on a
+shop always gets a 2xx whose body says what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bridge.config import Settings, Source
+from bridge.errors import InputError
+from bridge.responses import BridgeJSON, error
+from bridge.store.base import CREATED, DEAD, REJECTED, Event, NewDelivery, Store
+from bridge.verify import SCHEMES
+from bridge.wire import MalformedJSON, loads
+from bridge.worker import Worker
+
+log = logging.getLogger("bridge.webhooks")
+
+_JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$")
+_WOOCOMMERCE_PING = re.compile(rb"^webhook_id=\d+$")
+
+
+def check_declared_length(request: Request, limit: int) -> None:
+    """Refuse a body whose declared size is over `limit` before reading any of it."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    if not declared.isdigit():
+        raise InputError(400, "bad_request", "Content-Length is not a number")
+    if int(declared) > limit:
+        raise InputError(413, "too_large", f"body of {declared} bytes is over {limit} bytes")
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The raw body, refused with 413 as soon as it passes `limit` (never buffered whole)."""
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise InputError(413, "too_large", f"body is over {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise InputError(408, "timeout", f"body not received within {timeout:g} s") from None
+    return b"".join(chunks)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def answer(event: Event, source: Source, *, repeat: bool) -> BridgeJSON:
+    """The documented answer for an event in its current state."""
+    if event.status == CREATED:
+        body: dict[str, Any] = {
+            "event_id": event.duplicate_of or event.id,
+            "status": CREATED,
+            "invoice_id": event.invoice_id,
+        }
+        if repeat or event.duplicate_of is not None:
+            body["duplicate"] = True
+            return BridgeJSON(body, status_code=200)
+        return BridgeJSON(body, status_code=201)
+    if event.finished:
+        if source.strict_answers and event.status in (DEAD, REJECTED):
+            return error(422, event.status, event.reason or event.status, event.details)
+        body = {"event_id": event.id, "status": event.status, "reason": event.reason}
+        if repeat:
+            body["duplicate"] = True
+        return BridgeJSON(body, status_code=200)
+    return BridgeJSON(
+        {"event_id": event.id, "status": event.status, "status_url": f"/events/{event.id}"},
+        status_code=202,
+    )
+
+
+class WebhookEndpoint:
+    """The one route every source is served on."""
+
+    def __init__(self, settings: Settings, store: Store, worker: Worker) -> None:
+        self.settings = settings
+        self.store = store
+        self.worker = worker
+
+    async def handle(self, request: Request) -> Response:
+        name = request.path_params["source"]
+        source = self.settings.sources.get(name)
+        if source is None:
+            return error(404, "unknown_source", f"no source named {name!r} is configured")
+        try:
+            return await self._receive(request, source)
+        except InputError as exc:
+            log.info("source=%s refused %s: %s", name, exc.status, exc.message)
+            return error(exc.status, exc.code, exc.message)
+
+    async def _receive(self, request: Request, source: Source) -> Response:
+        server = self.settings.config.server
+        check_declared_length(request, server.max_body_bytes)
+        media_type = _media_type(request)
+        scheme = SCHEMES[source.scheme]
+        if not _JSON_TYPE.match(media_type):
+            if media_type == "application/x-www-form-urlencoded" and scheme.name == (
+                "woocommerce-hmac"
+            ):
+                body = await read_body(request, server.max_body_bytes, server.body_timeout)
+                if _WOOCOMMERCE_PING.match(body.strip()):
+                    return BridgeJSON({"status": "ping", "message": "webhook ping received"})
+            raise InputError(
+                415,
+                "unsupported_media_type",
+                f"Content-Type must be application/json, not {media_type or 'missing'!r}",
+            )
+        body = await read_body(request, server.max_body_bytes, server.body_timeout)
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        scheme.verify(headers, body, source.secrets)
+        shop = scheme.shop(headers)
+        if source.allowed_shops and shop not in source.allowed_shops:
+            raise InputError(403, "shop_not_allowed", f"shop {shop or '(none)'!r} is not allowed")
+        try:
+            loads(body)
+        except MalformedJSON as exc:
+            raise InputError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+        delivery_key = scheme.delivery_id(headers) or "sha256:" + hashlib.sha256(body).hexdigest()
+        kept = {key: value for key, value in headers.items() if key not in scheme.secret_headers}
+        event, created = await self.store.record(
+            NewDelivery(source.name, delivery_key, shop, scheme.topic(headers), kept, body)
+        )
+        if not event.finished:
+            self.worker.kick(event.id)
+            event = await self.worker.wait(event.id, server.respond_within) or event
+        log.info(
+            "source=%s event=%s delivery=%s status=%s%s",
+            source.name,
+            event.id,
+            "new" if created else "repeat",
+            event.status,
+            f" invoice={event.invoice_id}" if event.invoice_id else "",
+        )
+        return answer(event, source, repeat=not created)

@@ -1,0 +1,354 @@
+"""The worker: map, check, and create each recorded event's invoice, exactly once.
+
+Events are claimed with a lease that outlasts the Luminous client's timeout and is renewed
+while work is in flight, so no second worker sends while the first still may. Before
+sending, the event claims its order; after a send whose outcome is unknown (a timeout, a
+dropped connection, a 5xx) the next attempt looks the invoice up in Luminous and adopts it
+instead of sending again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Protocol
+
+from bridge.config import Settings, Source
+from bridge.errors import (
+    AuthError,
+    InvoiceError,
+    LuminousError,
+    MappingError,
+    PermanentError,
+    RetryableError,
+    StoreError,
+    UnknownOutcome,
+)
+from bridge.invoice import Invoice, InvoiceRequest, request_total
+from bridge.mapping import Delivery, Draft, Skip, check_currency, reconcile_totals
+from bridge.retry import RetryPolicy
+from bridge.store.base import DEAD, REJECTED, SKIPPED, Event, OrderKey, Store
+from bridge.wire import MalformedJSON, loads
+
+log = logging.getLogger("bridge.worker")
+
+CONTENDED_DELAY = 2.0  # another event of the same order holds the claim: look again soon
+UNKNOWN_OUTCOME_DELAY = 5.0  # let a slow Luminous finish before looking the invoice up
+
+
+class InvoiceClient(Protocol):
+    """What the worker needs from Luminous (see `bridge.luminous.LuminousClient`)."""
+
+    async def create_invoice(self, request: InvoiceRequest) -> Invoice: ...
+
+    async def find_invoices(self, *, customer_po_number: str) -> list[Invoice]: ...
+
+    async def check_token(self) -> None: ...
+
+
+class Worker:
+    """Processes events: the ones the front door hands over, then anything due in the store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        client: InvoiceClient,
+        *,
+        policy: RetryPolicy | None = None,
+        poll_interval: float = 1.0,
+        probe_interval: float = 15.0,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.client = client
+        self.policy = policy or RetryPolicy.from_config(settings.config.retry)
+        self.poll_interval = poll_interval
+        self.probe_interval = probe_interval
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = settings.config.luminous.timeout * 2 + 20
+        self.paused: str | None = None
+        self.draining = False
+        self._slots = asyncio.Semaphore(settings.config.luminous.max_concurrency)
+        self._wake = asyncio.Event()
+        self._changed: dict[int, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="bridge-worker")
+
+    async def stop(self, deadline: float) -> None:
+        """Drain: take nothing new, give in-flight work `deadline` seconds, release the rest."""
+        self.draining = True
+        self._wake.set()
+        if self._loop_task:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=deadline)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def kick(self, event_id: int) -> None:
+        """Process this event now, if it is due and a slot is free soon."""
+        if self.draining or self.paused:
+            return
+        self._spawn(self._claim_and_process(event_id))
+
+    async def wait(self, event_id: int, timeout: float) -> Event | None:
+        """The event once it is finished, or its state when `timeout` runs out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            changed = self._changed.setdefault(event_id, asyncio.Event())
+            event = await self.store.get(event_id)
+            remaining = deadline - time.monotonic()
+            if event is None or event.finished or remaining <= 0:
+                self._changed.pop(event_id, None)
+                return event
+            with contextlib.suppress(TimeoutError):
+                # Poll too: another replica may be the one working on it.
+                await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.5))
+            changed.clear()
+
+    # -- loop -------------------------------------------------------------------
+
+    def _spawn(self, work: object) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self) -> None:
+        while not self.draining:
+            try:
+                if self.paused:
+                    await self._probe()
+                    continue
+                await self._slots.acquire()
+                event = await self.store.claim_next(self.owner, self.lease)
+                if event is None:
+                    self._slots.release()
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                    continue
+                self._spawn(self._process_in_slot(event))
+            except StoreError as exc:
+                log.error("store unavailable, worker waits: %s", exc)
+                await asyncio.sleep(self.poll_interval)
+
+    async def _probe(self) -> None:
+        await asyncio.sleep(self.probe_interval)
+        try:
+            await self.client.check_token()
+        except AuthError as exc:
+            log.warning("Luminous still refuses the token: %s", exc)
+            return
+        except LuminousError as exc:
+            log.info("Luminous unreachable while paused: %s", exc)
+            return
+        log.info("Luminous accepts the token again; resuming work")
+        self.paused = None
+
+    async def _claim_and_process(self, event_id: int) -> None:
+        async with self._slots:
+            event = await self.store.claim(event_id, self.owner, self.lease)
+            if event is not None:
+                await self._process(event)
+
+    async def _process_in_slot(self, event: Event) -> None:
+        try:
+            await self._process(event)
+        finally:
+            self._slots.release()
+
+    async def _process(self, event: Event) -> None:
+        keeper = asyncio.create_task(self._keep_lease(event.id))
+        try:
+            await self._handle(event)
+        except StoreError as exc:
+            log.error(
+                "event=%s store error, its lease will lapse and it retries: %s", event.id, exc
+            )
+        except Exception:
+            log.exception("event=%s unexpected error; retrying later", event.id)
+            with contextlib.suppress(StoreError):
+                await self.store.defer(
+                    event.id, self.owner, delay=self.poll_interval * 30, reason="internal error"
+                )
+        finally:
+            keeper.cancel()
+            self._notify(event.id)
+            self._wake.set()
+
+    async def _keep_lease(self, event_id: int) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            with contextlib.suppress(StoreError):
+                await self.store.renew(event_id, self.owner, self.lease)
+
+    def _notify(self, event_id: int) -> None:
+        changed = self._changed.get(event_id)
+        if changed:
+            changed.set()
+
+    # -- one event --------------------------------------------------------------
+
+    async def _handle(self, event: Event) -> None:
+        source = self.settings.sources.get(event.source)
+        if source is None:
+            await self._end(event, DEAD, f"source {event.source!r} is no longer configured")
+            return
+        if event.topic and event.topic not in source.topics:
+            topics = ", ".join(source.topics) or "none"
+            await self._end(
+                event, SKIPPED, f"topic {event.topic} does not create invoices ({topics} do)"
+            )
+            return
+        draft = await self._map(event, source)
+        if draft is None:
+            return
+        key = OrderKey(event.source, event.shop, draft.order_id)
+        claim = await self.store.claim_order(key, event.id, self.lease, draft.order_name)
+        if claim.invoice_id is not None:
+            await self._complete(event, key, claim.invoice_id, draft)
+            return
+        if not claim.acquired:
+            await self.store.defer(
+                event.id,
+                self.owner,
+                delay=CONTENDED_DELAY,
+                reason=f"order is being invoiced by event {claim.event_id}",
+                counted=False,
+            )
+            return
+        await self._send(event, key, draft, unknown_before=claim.sent)
+
+    async def _map(self, event: Event, source: Source) -> Draft | None:
+        if event.body is None:
+            await self._end(event, DEAD, "the payload was purged; nothing to map")
+            return None
+        try:
+            payload = loads(event.body)
+            result = source.mapping.map(
+                Delivery(payload, event.headers, event.topic, event.shop or None), source.options
+            )
+        except MalformedJSON as exc:
+            await self._end(event, REJECTED, f"payload is not JSON: {exc}")
+            return None
+        except MappingError as exc:
+            details = [{"field": field, "problem": problem} for field, problem in exc.details]
+            await self._end(event, REJECTED, exc.message, details)
+            return None
+        if isinstance(result, Skip):
+            await self._end(event, SKIPPED, result.reason)
+            return None
+        try:
+            check_currency(result, source.options)
+            reconcile_totals(result)
+        except InvoiceError as exc:
+            await self._end(event, DEAD, str(exc))
+            return None
+        return result
+
+    async def _send(
+        self, event: Event, key: OrderKey, draft: Draft, *, unknown_before: bool
+    ) -> None:
+        sending = False
+        try:
+            if unknown_before:
+                found = await self._find_existing(draft)
+                if found is not None:
+                    await self.store.note(
+                        event.id, "adopted", f"found invoice {found.id} in Luminous"
+                    )
+                    await self._complete(event, key, found.id, draft)
+                    return
+            await self.store.mark_sent(key, event.id)
+            sending = True
+            invoice = await self.client.create_invoice(draft.request)
+        except AuthError as exc:
+            if sending:
+                await self.store.mark_sent(key, event.id, sent=False)
+            self.paused = f"Luminous refuses the API token ({exc.status}): {exc}"
+            log.error("work paused: %s", self.paused)
+            await self.store.note(event.id, "paused", str(exc))
+            await self.store.defer(
+                event.id, self.owner, delay=self.probe_interval, reason=self.paused, counted=False
+            )
+            return
+        except UnknownOutcome as exc:
+            await self._retry(event, exc, minimum=UNKNOWN_OUTCOME_DELAY)
+            return
+        except RetryableError as exc:
+            if sending:
+                await self.store.mark_sent(key, event.id, sent=False)
+            await self._retry(event, exc)
+            return
+        except PermanentError as exc:
+            if not unknown_before:
+                await self.store.release_order(key, event.id)
+            await self._end(event, DEAD, f"Luminous refused the invoice: {exc}")
+            return
+        await self._complete(event, key, invoice.id, draft)
+
+    async def _find_existing(self, draft: Draft) -> Invoice | None:
+        """The invoice an earlier send may have created: same PO number, date and total."""
+        po_number = draft.request.customer_po_number
+        if not po_number:
+            return None
+        total = request_total(draft.request)
+        for invoice in await self.client.find_invoices(customer_po_number=po_number):
+            if invoice.order_day == draft.request.order_date and invoice.total == total:
+                return invoice
+        return None
+
+    async def _retry(self, event: Event, exc: RetryableError, *, minimum: float = 0.0) -> None:
+        attempts = event.attempts + 1
+        age = time.time() - (event.started_at or event.received_at)
+        if self.policy.gives_up(attempts, age):
+            await self._end(
+                event, DEAD, f"gave up after {attempts} attempts over {age / 3600:.1f} h: {exc}"
+            )
+            return
+        delay = max(minimum, self.policy.delay(attempts, exc.retry_after))
+        await self.store.note(event.id, "retry", str(exc), delay)
+        await self.store.defer(event.id, self.owner, delay=delay, reason=str(exc))
+        log.warning(
+            "event=%s order=%s attempt=%s retry_in=%.1fs: %s",
+            event.id,
+            event.order_name or event.order_id,
+            attempts,
+            delay,
+            exc,
+        )
+
+    async def _complete(self, event: Event, key: OrderKey, invoice_id: int, draft: Draft) -> None:
+        done, original = await self.store.complete(event.id, self.owner, key, invoice_id)
+        if done:
+            log.info(
+                "event=%s source=%s order=%s invoice=%s%s",
+                event.id,
+                event.source,
+                draft.order_name or draft.order_id,
+                invoice_id,
+                "" if original == event.id else f" duplicate_of={original}",
+            )
+
+    async def _end(
+        self, event: Event, status: str, reason: str, details: list[dict[str, str]] | None = None
+    ) -> None:
+        await self.store.finish(event.id, self.owner, status, reason=reason, details=details)
+        level = logging.INFO if status == SKIPPED else logging.WARNING
+        log.log(
+            level, "event=%s source=%s status=%s reason=%s", event.id, event.source, status, reason
+        )
