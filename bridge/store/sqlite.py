@@ -93,6 +93,8 @@ class SQLiteStore(Store):
                 db.execute("PRAGMA foreign_keys=ON")
                 db.execute("PRAGMA busy_timeout=30000")
             except sqlite3.Error as exc:
+                if db.in_transaction:  # a failed COMMIT leaves the transaction open
+                    db.execute("ROLLBACK")
                 raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
             self._db = db
         return self._db
@@ -103,7 +105,7 @@ class SQLiteStore(Store):
             try:
                 return work(db)
             except sqlite3.Error as exc:
-                if db.in_transaction:
+                if db.in_transaction:  # a failed COMMIT leaves the transaction open
                     db.execute("ROLLBACK")
                 raise StoreError(f"SQLite store {self.path}: {exc}") from exc
 
@@ -112,7 +114,11 @@ class SQLiteStore(Store):
     async def _write(self, work: Callable[[sqlite3.Connection, float], T]) -> T:
         def transaction(db: sqlite3.Connection) -> T:
             db.execute("BEGIN IMMEDIATE")
-            result = work(db, time.time())
+            try:
+                result = work(db, time.time())
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             db.execute("COMMIT")
             return result
 
