@@ -1,0 +1,333 @@
+"""Shopify `orders/create` deliveries → Luminous invoice drafts.
+
+The payload is Shopify's REST order. Amounts are read in the shop's currency
+(`*_set.shop_money`, else the plain field), never in presentment money. Luminous has no line
+discount and no tax-inclusive flag, so the invoice is built to reconcile to the order's total:
+
+    sum(quantity * unit_price) - order_discount_amount + total_shipping + tax_amount
+        == total_price
+
+- unit_price is the line's price; in a tax-inclusive order, its price less its own tax lines.
+- order_discount_amount is the sum of the lines' discount allocations (shipping discounts are
+  taken off shipping instead, which is why `total_discounts` is not used).
+- total_shipping is each shipping line's price less its own allocations (and, tax-inclusive,
+  its tax); `discounted_price` is not used since it ignores order-level discounts.
+- tax_amount is `total_tax`, plus duties charged on top of the prices.
+
+An order that does not add up is mapped as it is: the bridge's reconciliation refuses it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import pydantic
+
+from bridge.errors import MappingError
+from bridge.invoice import InvoiceRequest
+from bridge.mapping import Delivery, Draft, InvoiceOptions, Skip
+from mappings.shopify_fields import ZERO, FieldReader, describe
+
+__all__ = ["ShopifyMapping", "ShopifyOptions", "mapping", "unit_prices"]
+
+MICRO = Decimal("0.000001")
+_ORDER_ID = re.compile(r"[0-9]{1,20}")
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+_ADDRESS_FIELDS = {
+    "address_1": "address1",
+    "address_2": "address2",
+    "city": "city",
+    "state": "province_code",
+    "zip": "zip",
+    "country": "country_code",
+}
+# Where an order may state the duties it charged, most specific first.
+_ORDER_DUTIES = ("original_total_duties", "total_duties", "current_total_duties")
+
+
+class ShopifyOptions(InvoiceOptions):
+    """Options of a Shopify source: the common ones, and whether test orders are skipped."""
+
+    skip_test_orders: bool = True
+
+
+class ShopifyMapping:
+    """Translates a Shopify order into a Luminous invoice draft, or says why it is skipped."""
+
+    name = "shopify"
+    options_model: type[InvoiceOptions] = ShopifyOptions
+
+    def map(self, delivery: Delivery, options: InvoiceOptions) -> Draft | Skip:
+        """Translate one delivery; raise `MappingError` when the payload is unusable."""
+        order = delivery.payload
+        if not isinstance(order, dict):
+            raise MappingError(
+                "a Shopify order must be a JSON object",
+                [("$", f"must be an object, got {describe(order)}")],
+            )
+        order_id = _order_id(order)
+        reason = _skip_reason(order, skip_test_orders=getattr(options, "skip_test_orders", True))
+        if reason:
+            return Skip(reason=reason, order_id=order_id)
+        _refuse_refund(order, delivery.topic)
+        if options.company_id is None:
+            raise MappingError(
+                "options.company_id is not set", [("options.company_id", "is not set")]
+            )
+        return OrderTranslation(order, order_id, options).draft()
+
+
+mapping = ShopifyMapping()
+
+
+def unit_prices(amount: Decimal, quantity: int) -> list[tuple[int, Decimal]]:
+    """(quantity, unit price) pairs, each price ≤ 6 decimals, that multiply back to `amount`.
+
+    When `amount / quantity` is not exact at 6 decimals the line is split in two: all units
+    but one at the rounded price, and one unit at whatever remains, so no cent is lost.
+    """
+    rounded = (amount / quantity).quantize(MICRO, rounding=ROUND_HALF_UP)
+    if rounded * quantity == amount:
+        return [(quantity, amount / quantity)]
+    rest = amount - rounded * (quantity - 1)
+    return [(quantity - 1, rounded), (1, rest)]
+
+
+def _order_id(order: dict[str, Any]) -> str:
+    raw = order.get("id")
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**64:
+        return str(raw)
+    if isinstance(raw, str) and _ORDER_ID.fullmatch(raw) and 0 < int(raw) < 2**64:
+        return str(int(raw))
+    problem = (
+        "is missing" if raw is None else f"must be a positive 64-bit integer, got {describe(raw)}"
+    )
+    raise MappingError(f"not a usable Shopify order: id {problem}", [("id", problem)])
+
+
+def _skip_reason(order: dict[str, Any], *, skip_test_orders: bool) -> str | None:
+    reasons = []
+    if skip_test_orders and order.get("test") is True:
+        reasons.append("a test order (skip_test_orders is on)")
+    cancelled_at = order.get("cancelled_at")
+    if cancelled_at is not None and cancelled_at != "":
+        cancel_reason = order.get("cancel_reason")
+        because = cancel_reason if isinstance(cancel_reason, str) and cancel_reason else "not given"
+        when = cancelled_at if isinstance(cancelled_at, str) else describe(cancelled_at)
+        reasons.append(f"cancelled at {when} (cancel_reason: {because})")
+    if order.get("financial_status") == "voided":
+        reasons.append("its payment was voided (financial_status: voided)")
+    return "; ".join(reasons) or None
+
+
+def _refuse_refund(order: dict[str, Any], topic: str | None) -> None:
+    # A refunds/create body has an id too; say what it is rather than "line_items is missing".
+    if "line_items" in order or not ("refund_line_items" in order or "order_id" in order):
+        return
+    sent_as = f" (topic {topic})" if topic else ""
+    raise MappingError(
+        f"the payload is a refund{sent_as}, not an order: refunds are not invoiced",
+        [("line_items", "is missing: this is a refund (it has refund_line_items/order_id)")],
+    )
+
+
+class OrderTranslation:
+    """One Shopify order read into an invoice request; all problems are reported together."""
+
+    def __init__(self, order: dict[str, Any], order_id: str, options: InvoiceOptions) -> None:
+        self.order = order
+        self.order_id = order_id
+        self.options = options
+        self.fields = FieldReader()
+        self.taxes_included = self.fields.flag(order, "taxes_included", "")
+
+    def draft(self) -> Draft:
+        """The draft for this order, or `MappingError` listing every problem found."""
+        fields, order = self.fields, self.order
+        name = fields.text(order, "name", "")
+        expected_total = fields.amount(order, "total_price", "")
+        values: dict[str, Any] = {
+            "company_id": self.options.company_id,
+            "order_date": self._order_date(),
+            "payment_terms": self.options.payment_terms,
+            "customer_po_number": self.options.po_prefix + (name or self._fallback_name()),
+            "alternate_ids": [f"shopify:{self.order_id}"],
+            "items": self._items(),
+            "order_discount_amount": self._line_discounts(),
+            "total_shipping": self._shipping(),
+            "tax_amount": self._tax(),
+            "ship_to": self._ship_to(),
+            "tags": self._tags(),
+            "public_note": fields.text(order, "note", ""),
+            "warehouse_id": self.options.warehouse_id,
+            "sales_channel_id": self.options.sales_channel_id,
+            "revenue_account_id": self.options.revenue_account_id,
+            "invoice_export_template_id": self.options.invoice_export_template_id,
+        }
+        currency = self._currency()
+        fields.flag(order, "test", "")  # a "test" that is not a boolean was not understood
+        fields.raise_problems(f"Shopify order {self.order_id}")
+        try:
+            request = InvoiceRequest.model_validate(values)
+        except pydantic.ValidationError as exc:  # a bound this module failed to check first
+            details = [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
+            raise MappingError(
+                f"Shopify order {self.order_id} gives an invalid invoice", details
+            ) from exc
+        return Draft(
+            order_id=self.order_id,
+            request=request,
+            expected_total=expected_total,
+            currency=currency,
+            order_name=name,
+        )
+
+    def _fallback_name(self) -> str:
+        number = self.order.get("order_number")
+        if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+            return f"#{number}"
+        if isinstance(number, str) and _ORDER_ID.fullmatch(number):
+            return f"#{number}"
+        return self.order_id
+
+    def _order_date(self) -> dt.date:
+        # The date the shop saw, in the shop's own offset: 23:30 at -07:00 is still that day.
+        for key in ("processed_at", "created_at"):
+            value = self.order.get(key)
+            if value is None or value == "":
+                continue
+            if isinstance(value, str):
+                try:
+                    return dt.datetime.fromisoformat(value).date()
+                except ValueError:
+                    pass
+            self.fields.refuse(key, f"must be an ISO-8601 date-time, got {describe(value)}")
+            return dt.date.min
+        self.fields.refuse("processed_at", "is missing (and so is created_at)")
+        return dt.date.min
+
+    def _items(self) -> list[dict[str, Any]]:
+        lines = self.order.get("line_items")
+        if not isinstance(lines, list) or not lines:
+            problem = (
+                "is missing"
+                if lines is None
+                else f"must be a non-empty list, got {describe(lines)}"
+            )
+            self.fields.refuse("line_items", problem)
+            return []
+        items: list[dict[str, Any]] = []
+        for where, line in self.fields.objects(self.order, "line_items", ""):
+            quantity = self.fields.quantity(line, "quantity", where)
+            price = self.fields.amount(line, "price", where)
+            amount = price * quantity
+            if self.taxes_included:
+                amount -= self.fields.sum_amounts(line, "tax_lines", "price", where)
+                if amount < 0:
+                    self.fields.refuse(f"{where}.tax_lines", "add up to more than the line's price")
+                    continue
+            sku, description = self._describe_line(line, where)
+            pairs = unit_prices(amount, quantity) if self.taxes_included else [(quantity, price)]
+            items.extend(
+                {
+                    "quantity": Decimal(count),
+                    "unit_price": unit,
+                    "sku": sku,
+                    "description": description,
+                }
+                for count, unit in pairs
+            )
+        return items
+
+    def _describe_line(self, line: dict[str, Any], where: str) -> tuple[str | None, str | None]:
+        sku = self.fields.text(line, "sku", where)
+        title = self.fields.text(line, "title", where) or self.fields.text(line, "name", where)
+        variant = self.fields.text(line, "variant_title", where)
+        if line.get("tip") is not None or line.get("tip_payment_gateway") is not None:
+            return sku, "Tip"
+        if title and variant:
+            return sku, f"{title} - {variant}"
+        return sku, title
+
+    def _tax(self) -> Decimal:
+        total_tax = self.fields.optional_amount(self.order, "total_tax", "") or ZERO
+        return total_tax + self._duties()
+
+    def _line_discounts(self) -> Decimal:
+        total = ZERO
+        for where, line in self._line_objects():
+            total += self.fields.sum_amounts(line, "discount_allocations", "amount", where)
+        return total
+
+    def _shipping(self) -> Decimal:
+        total = ZERO
+        for where, line in self.fields.objects(self.order, "shipping_lines", ""):
+            net = self.fields.amount(line, "price", where)
+            net -= self.fields.sum_amounts(line, "discount_allocations", "amount", where)
+            if self.taxes_included:
+                net -= self.fields.sum_amounts(line, "tax_lines", "price", where)
+            if net < 0:
+                self.fields.refuse(where, "its discounts and taxes add up to more than its price")
+            total += net
+        return total
+
+    def _duties(self) -> Decimal:
+        # Duties are a levy collected with the order, not goods: they join tax_amount, since an
+        # item would need a SKU Luminous knows. With duties_included they are already inside
+        # the line prices and must not be added again.
+        if self.fields.flag(self.order, "duties_included", ""):
+            return ZERO
+        for key in _ORDER_DUTIES:
+            if self.order.get(f"{key}_set") is not None:
+                return self.fields.amount(self.order, key, "")
+        total = ZERO
+        for where, line in self._line_objects():
+            for duty_path, duty in self.fields.objects(line, "duties", where):
+                if duty.get("price_set") is not None:
+                    total += self.fields.amount(duty, "price", duty_path)
+                else:
+                    total += self.fields.shop_money(duty, duty_path)
+        return total
+
+    def _line_objects(self) -> list[tuple[str, dict[str, Any]]]:
+        lines = self.order.get("line_items")
+        if not isinstance(lines, list):
+            return []
+        return [
+            (f"line_items[{i}]", line) for i, line in enumerate(lines) if isinstance(line, dict)
+        ]
+
+    def _ship_to(self) -> dict[str, str | None] | None:
+        address = self.order.get("shipping_address")
+        if address is None:
+            return None
+        if not isinstance(address, dict):
+            self.fields.refuse("shipping_address", f"must be an object, got {describe(address)}")
+            return None
+        values = {
+            target: self.fields.text(address, source, "shipping_address")
+            for target, source in _ADDRESS_FIELDS.items()
+        }
+        return values if any(values.values()) else None
+
+    def _tags(self) -> list[str] | None:
+        raw = self.order.get("tags")
+        shop_tags: list[str] = []
+        if isinstance(raw, str):
+            shop_tags = [tag.strip() for tag in raw.split(",") if tag.strip()]
+        elif raw is not None:
+            self.fields.refuse("tags", f"must be a comma-separated string, got {describe(raw)}")
+        tags = list(dict.fromkeys([*shop_tags, *self.options.tags]))
+        return tags or None
+
+    def _currency(self) -> str | None:
+        currency = self.fields.text(self.order, "currency", "")
+        if currency is None:
+            return None
+        if not _CURRENCY.fullmatch(currency):
+            self.fields.refuse("currency", f"must be a three-letter code, got {describe(currency)}")
+            return None
+        return currency.upper()
