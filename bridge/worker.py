@@ -320,7 +320,8 @@ class Worker:
                 event, DEAD, f"gave up after {attempts} attempts over {age / 3600:.1f} h: {exc}"
             )
             return
-        delay = max(minimum, self.policy.delay(attempts, exc.retry_after))
+        floor = min(minimum, self.policy.max_delay)
+        delay = max(floor, self.policy.delay(attempts, exc.retry_after))
         await self.store.note(event.id, "retry", str(exc), delay)
         await self.store.defer(event.id, self.owner, delay=delay, reason=str(exc))
         log.warning(

@@ -172,7 +172,9 @@ async def test_finish_refuses_statuses_that_are_not_endings(store: Store) -> Non
     await store.claim(event.id, "w", LEASE)
     with pytest.raises(ValueError):
         await store.finish(event.id, "w", RETRYING)
-    assert await store.finish(event.id, "w", REJECTED, reason="bad", details=[{"field": "id", "problem": "missing"}])
+    assert await store.finish(
+        event.id, "w", REJECTED, reason="bad", details=[{"field": "id", "problem": "missing"}]
+    )
     rejected = await store.get(event.id)
     assert rejected is not None and rejected.details == [{"field": "id", "problem": "missing"}]
 
