@@ -61,6 +61,8 @@ def _configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # One line per Luminous request is the client's own debug log; httpx's would repeat it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 # -- serve / sandbox ---------------------------------------------------------

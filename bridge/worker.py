@@ -249,6 +249,11 @@ class Worker:
             details = [{"field": field, "problem": problem} for field, problem in exc.details]
             await self._end(event, REJECTED, exc.message, details)
             return None
+        except Exception as exc:  # a bug in a mapping must not stall the event forever
+            log.exception("event=%s mapping %s raised", event.id, source.mapping.name)
+            reason = f"mapping {source.mapping.name} failed: {type(exc).__name__}: {exc}"
+            await self._end(event, DEAD, reason)
+            return None
         if isinstance(result, Skip):
             await self._end(event, SKIPPED, result.reason)
             return None

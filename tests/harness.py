@@ -34,6 +34,7 @@ class Process:
     log: Path
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/healthz"
+    cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -48,6 +49,7 @@ class Process:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
+                cwd=self.cwd,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -82,6 +84,20 @@ class Process:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`bridge ARGS…` as a user types it; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "bridge.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=60,
+    )
 
 
 def sign_and_post(

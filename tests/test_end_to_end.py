@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from bridge.wire import loads
-from tests.harness import Process, free_port, sandbox_invoices, sign_and_post
+from tests.conftest import ROOT
+from tests.harness import Process, free_port, run_cli, sandbox_invoices, sign_and_post
 from tests.orders import body, seed, shopify_order
 
 SECRET = "e2e-shopify-secret"
@@ -199,6 +200,7 @@ def test_admin_routes_need_the_token(services: tuple[Process, Process]) -> None:
     assert 'bridge_events{status="created"}' in metrics
 
 
+@pytest.mark.slow
 def test_a_restart_takes_up_every_unfinished_event(tmp_path: Path) -> None:
     sandbox_port, bridge_port = free_port(), free_port()
     sandbox = start_sandbox(tmp_path, sandbox_port, "--fail-rate", "1", "--fault-seed", "7")
@@ -228,3 +230,75 @@ def test_a_restart_takes_up_every_unfinished_event(tmp_path: Path) -> None:
     finally:
         bridge.stop()
         sandbox.stop()
+
+
+def test_the_readme_demo(tmp_path: Path) -> None:
+    """`bridge serve --sandbox`, then `bridge send shopify examples/shopify-order.json`."""
+    port = free_port()
+    env = {"SHOPIFY_WEBHOOK_SECRET": "demo"}
+    server = Process(
+        ["serve", "--sandbox", "--port", str(port)],
+        port,
+        tmp_path / "serve.log",
+        env=env,
+        cwd=tmp_path,
+    ).start()
+    example = ROOT / "examples" / "shopify-order.json"
+    url = f"http://127.0.0.1:{port}"
+    try:
+        first = run_cli("send", "shopify", str(example), "--url", url, env=env, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.startswith("HTTP 201")
+        created = loads(first.stdout.split("\n", 1)[1])
+        invoice = httpx.get(
+            f"{url}/external/api/v1/invoices/{created['invoice_id']}",
+            headers={"Authorization": "Bearer anything"},
+        )
+        order = loads(example.read_bytes())
+        assert loads(invoice.content)["data"]["total"] == Decimal(order["total_price"])
+        again = run_cli("send", "shopify", str(example), "--url", url, env=env, cwd=tmp_path)
+        assert again.stdout.startswith("HTTP 200")
+        assert loads(again.stdout.split("\n", 1)[1])["invoice_id"] == created["invoice_id"]
+        assert len(sandbox_invoices(url)) == 1
+        wrong = run_cli(
+            "send",
+            "shopify",
+            str(example),
+            "--url",
+            url,
+            env={"SHOPIFY_WEBHOOK_SECRET": "wrong"},
+            cwd=tmp_path,
+        )
+        assert wrong.returncode == 1 and wrong.stdout.startswith("HTTP 401")
+        assert (tmp_path / "bridge.db").exists()
+    finally:
+        server.stop()
+    listed = run_cli("events", "list", env=env, cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout.count("created") == 1
+
+
+def test_a_dead_event_replays_once_its_cause_is_fixed(services: tuple[Process, Process]) -> None:
+    bridge, sandbox = services
+    order = shopify_order(5101, lines=[("LATE-SKU", 2, "15.00")])
+    dead = sign_and_post(bridge.url, "shopify", body(order), SECRET).json()
+    assert dead["status"] == "dead" and "items.0.product" in dead["reason"]
+    created = httpx.post(
+        f"{sandbox.url}/external/api/v1/products",
+        json={"name": "Late product", "sku": "LATE-SKU"},
+        headers={"Authorization": "Bearer test-token"},
+    )
+    assert created.status_code in (200, 201), created.text
+    config = str(bridge.args[bridge.args.index("--config") + 1])
+    replay = run_cli("events", "--config", config, "replay", str(dead["event_id"]), env=ENV)
+    assert replay.returncode == 0, replay.stderr
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        event = admin_get(bridge, f"/events/{dead['event_id']}").json()
+        if event["status"] == "created":
+            break
+        time.sleep(0.2)
+    assert event["status"] == "created", event
+    assert [step["outcome"] for step in event["history"]] == ["dead", "replayed", "created"]
+    assert len(sandbox_invoices(sandbox.url)) == 1
+    repeat = sign_and_post(bridge.url, "shopify", body(order), SECRET).json()
+    assert repeat["invoice_id"] == event["invoice_id"] and repeat["duplicate"] is True
