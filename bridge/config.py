@@ -97,6 +97,7 @@ class SourceConfig(_Section):
     topics: list[str] = Field(default_factory=lambda: ["orders/create"])
     strict_answers: bool | None = None
     allowed_shops: list[str] = Field(default_factory=list)
+    tag_topics: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -188,8 +189,12 @@ def _build_source(name: str, raw: SourceConfig, environ: MappingABC[str, str]) -
     scheme = raw.verify or DEFAULT_SCHEME.get(mapping.name)
     if scheme is None:
         raise ConfigError(f"{key}.verify", "required for this mapping")
+    if "tag_topics" in raw.options:
+        raise ConfigError(f"{key}.options.tag_topics", f"belongs in [{key}.tag_topics]")
     try:
-        options = mapping.options_model.model_validate(raw.options)
+        options = mapping.options_model.model_validate(
+            {**raw.options, "tag_topics": raw.tag_topics}
+        )
     except pydantic.ValidationError as exc:
         raise _first_error(exc, f"{key}.options") from None
     secret_env = raw.secret_env
@@ -253,6 +258,7 @@ def check_runnable(settings: Settings, *, sandbox: bool) -> list[str]:
             problems.append(
                 f"sources.{name}.secret_env: environment variable {env_name} is not set"
             )
-        if source.options.company_id is None and not sandbox:
-            problems.append(f"sources.{name}.options.company_id: required")
+        fixed = source.options.company == "fixed"
+        if fixed and source.options.company_id is None and not sandbox:
+            problems.append(f"sources.{name}.options.company_id: required with company = 'fixed'")
     return problems

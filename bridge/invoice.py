@@ -54,7 +54,7 @@ class ShipTo(_Request):
 class InvoiceRequest(_Request):
     """The body of `POST /invoices`, every documented field."""
 
-    company_id: int
+    company_id: int | None = None  # set by the resolver before sending
     order_date: dt.date
     payment_terms: str
     items: Annotated[list[InvoiceItem], Field(min_length=1)]

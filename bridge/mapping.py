@@ -16,12 +16,12 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib.metadata import entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.errors import ConfigError, InvoiceError
-from bridge.invoice import InvoiceRequest, request_total
+from bridge.invoice import InvoiceRequest, ShipTo, request_total
 
 ENTRY_POINT_GROUP = "bridge.mappings"
 
@@ -40,6 +40,17 @@ class InvoiceOptions(BaseModel):
     tags: list[str] = Field(default_factory=list)
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     po_prefix: str = ""
+    # Which Luminous company an invoice goes to: always `company_id`, or found per customer.
+    company: Literal["fixed", "match"] = "fixed"
+    default_company_id: int | None = None  # guests, and unmatched customers if not creating
+    create_companies: bool = True
+    company_custom_field: str | None = None  # company custom field holding the customer ID
+    # A line whose SKU Luminous does not know: end the event dead, or create the product.
+    unknown_sku: Literal["fail", "create"] = "fail"
+    fallback_sku: str | None = None  # for lines with no SKU at all (custom items, tips)
+    # Later events in an order's life (a topic, or a status for some sources) → invoice tag.
+    # Filled from `[sources.X.tag_topics]`.
+    tag_topics: dict[str, str] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,19 @@ class Delivery:
     headers: MappingABC[str, str] = field(default_factory=dict)  # lower-case names
     topic: str | None = None
     shop: str | None = None
+
+
+@dataclass(frozen=True)
+class CustomerRef:
+    """Who bought: what the resolver needs to find or create the Luminous company."""
+
+    email: str | None = None
+    customer_id: str | None = None  # the source's own customer ID
+    name: str | None = None  # the company or person to name a new company after
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    address: ShipTo | None = None  # billing address, for a new company
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,7 @@ class Draft:
     expected_total: Decimal
     currency: str | None = None
     order_name: str | None = None
+    customer: CustomerRef | None = None  # None: a guest order
 
 
 @dataclass(frozen=True)
@@ -75,6 +100,19 @@ class Skip:
     order_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Tag:
+    """A later event in an invoiced order's life: tag its invoice, never create another."""
+
+    order_id: str
+    tag: str
+    reason: str  # what happened, e.g. "orders/cancelled" or "status cancelled"
+    order_name: str | None = None
+
+
+MapResult = Draft | Skip | Tag
+
+
 @runtime_checkable
 class Mapping(Protocol):
     """A source's translation of its payloads into Luminous invoices."""
@@ -82,7 +120,7 @@ class Mapping(Protocol):
     name: str
     options_model: type[InvoiceOptions]
 
-    def map(self, delivery: Delivery, options: InvoiceOptions) -> Draft | Skip:
+    def map(self, delivery: Delivery, options: InvoiceOptions) -> Draft | Skip | Tag:
         """Translate one delivery; raise `MappingError` when the payload is unusable."""
         ...
 

@@ -73,10 +73,6 @@ class ShopifyMapping:
         if reason:
             return Skip(reason=reason, order_id=order_id)
         _refuse_refund(order, delivery.topic)
-        if options.company_id is None:
-            raise MappingError(
-                "options.company_id is not set", [("options.company_id", "is not set")]
-            )
         return OrderTranslation(order, order_id, options).draft()
 
 

@@ -291,9 +291,9 @@ def test_payload_that_is_not_an_object_is_refused(payload: Any) -> None:
     assert refusal(payload).details[0][0] == "$"
 
 
-def test_company_id_must_be_configured() -> None:
-    error = refusal(body("example-order"), ShopifyOptions())
-    assert error.message == "options.company_id is not set"
+def test_the_company_is_left_to_the_resolver_when_not_fixed() -> None:
+    draft = mapping.map(Delivery(body("example-order")), ShopifyOptions())
+    assert isinstance(draft, Draft) and draft.request.company_id is None
 
 
 def test_refund_is_refused_as_a_refund() -> None:
