@@ -27,8 +27,8 @@ from typing import Any
 import pydantic
 
 from bridge.errors import MappingError
-from bridge.invoice import InvoiceRequest
-from bridge.mapping import Delivery, Draft, InvoiceOptions, Skip
+from bridge.invoice import InvoiceRequest, ShipTo
+from bridge.mapping import CustomerRef, Delivery, Draft, InvoiceOptions, Skip, Tag
 from mappings.shopify_fields import ZERO, FieldReader, describe
 
 __all__ = ["ShopifyMapping", "ShopifyOptions", "mapping", "unit_prices"]
@@ -60,7 +60,7 @@ class ShopifyMapping:
     name = "shopify"
     options_model: type[InvoiceOptions] = ShopifyOptions
 
-    def map(self, delivery: Delivery, options: InvoiceOptions) -> Draft | Skip:
+    def map(self, delivery: Delivery, options: InvoiceOptions) -> Draft | Skip | Tag:
         """Translate one delivery; raise `MappingError` when the payload is unusable."""
         order = delivery.payload
         if not isinstance(order, dict):
@@ -68,6 +68,9 @@ class ShopifyMapping:
                 "a Shopify order must be a JSON object",
                 [("$", f"must be an object, got {describe(order)}")],
             )
+        tag = options.tag_topics.get(delivery.topic or "")
+        if tag is not None:
+            return _tag(order, delivery.topic or "", tag)
         order_id = _order_id(order)
         reason = _skip_reason(order, skip_test_orders=getattr(options, "skip_test_orders", True))
         if reason:
@@ -117,6 +120,20 @@ def _skip_reason(order: dict[str, Any], *, skip_test_orders: bool) -> str | None
     if order.get("financial_status") == "voided":
         reasons.append("its payment was voided (financial_status: voided)")
     return "; ".join(reasons) or None
+
+
+def _tag(order: dict[str, Any], topic: str, tag: str) -> Tag:
+    """A later event in the order's life (orders/cancelled, refunds/create…): tag its invoice."""
+    # A refund names its order in `order_id`; an order topic carries the order itself.
+    raw = order.get("order_id") if "order_id" in order and "line_items" not in order else None
+    order_id = _order_id({"id": raw} if raw is not None else order)
+    name = order.get("name")
+    return Tag(
+        order_id=order_id,
+        tag=tag,
+        reason=topic,
+        order_name=name if isinstance(name, str) and name else None,
+    )
 
 
 def _refuse_refund(order: dict[str, Any], topic: str | None) -> None:
@@ -179,6 +196,7 @@ class OrderTranslation:
             expected_total=expected_total,
             currency=currency,
             order_name=name,
+            customer=self._customer(),
         )
 
     def _fallback_name(self) -> str:
@@ -295,6 +313,45 @@ class OrderTranslation:
         return [
             (f"line_items[{i}]", line) for i, line in enumerate(lines) if isinstance(line, dict)
         ]
+
+    def _customer(self) -> CustomerRef | None:
+        """Who bought, for the resolver; None for a guest with no e-mail (POS, say)."""
+        order, fields = self.order, self.fields
+        raw_customer, raw_billing = order.get("customer"), order.get("billing_address")
+        customer: dict[str, Any] = raw_customer if isinstance(raw_customer, dict) else {}
+        billing: dict[str, Any] = raw_billing if isinstance(raw_billing, dict) else {}
+        email = next(
+            (
+                value.strip()
+                for value in (order.get("email"), order.get("contact_email"), customer.get("email"))
+                if isinstance(value, str) and value.strip()
+            ),
+            None,
+        )
+        raw_id = customer.get("id")
+        customer_id = str(raw_id) if isinstance(raw_id, int | str) and str(raw_id) else None
+        if email is None and customer_id is None:
+            return None
+        first = fields.text(customer, "first_name", "customer") or fields.text(
+            billing, "first_name", "billing_address"
+        )
+        last = fields.text(customer, "last_name", "customer") or fields.text(
+            billing, "last_name", "billing_address"
+        )
+        address = {
+            target: fields.text(billing, source, "billing_address")
+            for target, source in _ADDRESS_FIELDS.items()
+        }
+        return CustomerRef(
+            email=email,
+            customer_id=customer_id,
+            name=fields.text(billing, "company", "billing_address"),
+            first_name=first,
+            last_name=last,
+            phone=fields.text(customer, "phone", "customer")
+            or fields.text(billing, "phone", "billing_address"),
+            address=ShipTo(**address) if any(address.values()) else None,
+        )
 
     def _ship_to(self) -> dict[str, str | None] | None:
         address = self.order.get("shipping_address")
