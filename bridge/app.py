@@ -20,6 +20,7 @@ from bridge.admin import Admin
 from bridge.config import Settings
 from bridge.errors import StoreError
 from bridge.luminous import LuminousClient
+from bridge.resolver import Resolver
 from bridge.responses import error
 from bridge.store import Store, open_store
 from bridge.webhooks import WebhookEndpoint
@@ -83,7 +84,10 @@ def create_app(
         max_requests_per_second=config.luminous.max_requests_per_second or None,
         transport=transport,
     )
-    worker = Worker(settings, store, client, **(worker_options or {}))
+    resolver = Resolver(
+        client, cache_size=config.luminous.cache_size, cache_ttl=config.luminous.cache_ttl
+    )
+    worker = Worker(settings, store, client, resolver=resolver, **(worker_options or {}))
     runtime = Runtime(store=store, client=client, worker=worker)
     admin = Admin(settings, store, worker)
     webhooks = WebhookEndpoint(settings, store, worker)

@@ -42,16 +42,18 @@ def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
-def _with_company(settings: Settings, company_id: int) -> Settings:
-    """Sources without a company_id use `company_id` (the sandbox's default company)."""
-    sources = {
-        name: dataclasses.replace(
-            source, options=source.options.model_copy(update={"company_id": company_id})
-        )
-        if source.options.company_id is None
-        else source
-        for name, source in settings.sources.items()
-    }
+def _with_defaults(settings: Settings, **defaults: Any) -> Settings:
+    """Sources that do not set these options get them (for the sandbox and dry runs)."""
+    sources = {}
+    for name, source in settings.sources.items():
+        unset = {
+            key: value
+            for key, value in defaults.items()
+            if key not in source.options.model_fields_set
+            and not (key == "company_id" and source.options.company_id is not None)
+        }
+        options = source.options.model_copy(update=unset)
+        sources[name] = dataclasses.replace(source, options=options)
     return dataclasses.replace(settings, sources=sources)
 
 
@@ -88,7 +90,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sandbox_routes = sandbox.routes()
         luminous_url = f"http://{_connect_host(args.host)}:{args.port}/external/api/v1"
         token = settings.luminous_token or SANDBOX_TOKEN
-        settings = _with_company(settings, Sandbox.DEFAULT_COMPANY_ID)
+        # The sandbox's default company, and products created on the fly, unless configured.
+        settings = _with_defaults(
+            settings, company_id=Sandbox.DEFAULT_COMPANY_ID, unknown_sku="create"
+        )
         logging.getLogger("bridge.cli").info("serving the Luminous sandbox at %s", luminous_url)
     app = create_app(
         settings, sandbox_routes=sandbox_routes, luminous_url=luminous_url, luminous_token=token
@@ -135,7 +140,7 @@ def _read_payload(path: str) -> bytes:
 def cmd_map(args: argparse.Namespace) -> int:
     from bridge.errors import InvoiceError, MappingError
     from bridge.invoice import request_total
-    from bridge.mapping import Delivery, Skip, check_currency, reconcile_totals
+    from bridge.mapping import Delivery, Skip, Tag, check_currency, reconcile_totals
     from bridge.wire import MalformedJSON, loads
 
     settings = _settings(args)
@@ -145,7 +150,7 @@ def cmd_map(args: argparse.Namespace) -> int:
             f"note: sources.{source.name}.options.company_id is not set; using 1 for this dry run",
             file=sys.stderr,
         )
-        source = _with_company(settings, 1).sources[source.name]
+        source = _with_defaults(settings, company_id=1).sources[source.name]
     try:
         payload = loads(_read_payload(args.file))
     except MalformedJSON as exc:
@@ -159,14 +164,26 @@ def cmd_map(args: argparse.Namespace) -> int:
     if isinstance(result, Skip):
         print(f"skipped: {result.reason}")
         return 0
+    if isinstance(result, Tag):
+        print(
+            f"tag: the invoice of order {result.order_id} gets tag {result.tag!r} ({result.reason})"
+        )
+        return 0
+    request = result.request
+    if args.resolve:
+        request = asyncio.run(_resolve(settings, result, source.options))
     _print_json(
         {
             "order_id": result.order_id,
             "order_name": result.order_name,
             "currency": result.currency,
             "order_total": result.expected_total,
-            "invoice_total": request_total(result.request),
-            "request": result.request.to_wire(),
+            "invoice_total": request_total(request),
+            "references": {
+                "customer": dataclasses.asdict(result.customer) if result.customer else None,
+                "skus": [item.sku for item in result.request.items],
+            },
+            "request": request.to_wire(),
         }
     )
     try:
@@ -175,6 +192,20 @@ def cmd_map(args: argparse.Namespace) -> int:
     except InvoiceError as exc:
         raise UsageError(f"not sendable: {exc}") from exc
     return 0
+
+
+async def _resolve(settings: Settings, draft: Any, options: Any) -> Any:
+    """Resolve the draft's company and products against the configured Luminous API."""
+    from bridge.luminous import LuminousClient
+    from bridge.resolver import Resolver
+
+    luminous = settings.config.luminous
+    if not luminous.base_url or not settings.luminous_token:
+        raise ConfigError("luminous.base_url", "--resolve needs the Luminous base URL and token")
+    async with LuminousClient(
+        luminous.base_url, settings.luminous_token, timeout=luminous.timeout
+    ) as client:
+        return await Resolver(client).resolve(draft, options)
 
 
 def _source(settings: Settings, name: str) -> Any:
@@ -342,7 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     mapper.add_argument("source")
     mapper.add_argument("file")
     mapper.add_argument("--topic", metavar="T")
-    mapper.add_argument("--resolve", action="store_true", help=argparse.SUPPRESS)
+    mapper.add_argument(
+        "--resolve",
+        action="store_true",
+        help="resolve the company and products against the configured Luminous API",
+    )
 
     send = command("send", cmd_send, "sign a payload as its source would and post it")
     send.add_argument("source")

@@ -81,6 +81,8 @@ class LuminousConfig(_Section):
     timeout: float = Field(10.0, gt=0)
     max_concurrency: int = Field(4, ge=1, le=64)
     max_requests_per_second: float = Field(5.0, ge=0)
+    cache_ttl: float = Field(600.0, ge=0)  # seconds a company or product lookup is reused
+    cache_size: int = Field(10_000, ge=1)
 
 
 class RetryConfig(_Section):

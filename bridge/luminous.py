@@ -1,42 +1,31 @@
 """The outbound Luminous client: its answers as models, its failures as the bridge's errors.
 
 Every call goes through `LuminousClient._request`, which paces it (concurrency and rate),
-sends it, and translates what came back. Whether a failure is `UnknownOutcome` or a plain
-`RetryableError` depends on whether the request may have taken effect: a POST that was sent
-and then lost may have created the invoice, a lost GET changed nothing.
+sends it, and translates what came back (see `bridge.luminous_errors`). Each query Luminous
+does not document for its resource is marked [INFERRED] where it is built, one line to
+change once checked against a live tenant.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import email.utils
 import logging
-import math
 import re
 import time
+import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 import pydantic
 
 import bridge
 from bridge import wire
-from bridge.errors import (
-    AuthError,
-    ConfigError,
-    ConflictError,
-    LuminousError,
-    NotFoundError,
-    PermanentError,
-    RetryableError,
-    UnknownOutcome,
-    ValidationError,
-)
+from bridge.catalog import Company, Contact, NewCompany, NewContact, Product
+from bridge.errors import ConfigError
 from bridge.invoice import Invoice, InvoiceRequest
+from bridge.luminous_errors import Answer, ErrorTranslator, retry_after_seconds
 from bridge.ratelimit import RateLimiter
 
 __all__ = ["USER_AGENT", "LuminousClient", "retry_after_seconds"]
@@ -45,25 +34,16 @@ _FALLBACK_VERSION = "0.1.0"
 USER_AGENT = f"luminous-invoice-bridge/{getattr(bridge, '__version__', _FALLBACK_VERSION)}"
 
 PAGE_SIZE = 100  # Luminous's maximum per_page
-_MAX_PAGES = 100  # far beyond any real PO-number match; stops a server that never ends
-_BODY_LIMIT = 8192  # characters of an error answer kept on the exception
-_DETAIL_LIMIT = 300  # characters of it quoted in the message
+_MAX_PAGES = 100  # far beyond any real match; stops a server that never ends
 
 # Sending these twice may do twice what they do, so a lost answer leaves the outcome unknown.
 _NOT_IDEMPOTENT = frozenset({"POST", "PATCH"})
-# Failures that happen before any byte of the request reached Luminous.
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 _TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")
-_DELTA_SECONDS = re.compile(r"[+-]?\d+(\.\d+)?")
-_REDACTED = "[redacted]"
+
+Params = tuple[tuple[str, str], ...]
+Model = TypeVar("Model", bound=pydantic.BaseModel)
 
 log = logging.getLogger("bridge.luminous")
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: Any
 
 
 class LuminousClient:
@@ -81,7 +61,7 @@ class LuminousClient:
     ) -> None:
         _check_settings(base_url, token, timeout, max_concurrency, max_requests_per_second)
         self._base_url = base_url
-        self._secret = token
+        self._errors = ErrorTranslator(token)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._rate = RateLimiter(max_requests_per_second) if max_requests_per_second else None
         self._http = httpx.AsyncClient(
@@ -116,58 +96,146 @@ class LuminousClient:
         """Close the connection pool."""
         await self._http.aclose()
 
+    # ---- invoices ------------------------------------------------------------------------
+
     async def create_invoice(self, request: InvoiceRequest) -> Invoice:
         """Create the invoice; a lost answer raises `UnknownOutcome` (look before resending)."""
         answer = await self._request("POST", "/invoices", "the invoice", body=request.to_wire())
-        return self._invoice(_data_of(answer), answer, "POST", "the invoice")
+        return self._one(Invoice, answer, "the invoice", repeatable=False)
 
     async def get_invoice(self, invoice_id: int) -> Invoice:
         """One invoice by its Luminous ID."""
         subject = f"the lookup of invoice {invoice_id}"
         answer = await self._request("GET", f"/invoices/{int(invoice_id)}", subject)
-        return self._invoice(_data_of(answer), answer, "GET", subject)
+        return self._one(Invoice, answer, subject)
 
     async def find_invoices(self, *, customer_po_number: str) -> list[Invoice]:
         """Every invoice whose PO number is exactly this one, across all pages."""
         subject = f"the search for invoices with PO number {customer_po_number!r}"
-        rows = await self._list_all(
-            "/invoices", subject, (("customer_po_number[eq]", customer_po_number),)
-        )
-        return [self._invoice(row, page, "GET", subject) for page, row in rows]
+        filters = (("customer_po_number[eq]", customer_po_number),)
+        return await self._find(Invoice, "/invoices", subject, filters)
+
+    async def add_invoice_tags(self, invoice_id: int, tags: list[str]) -> list[str]:
+        """Attach tags to an invoice, keeping its others; returns all its tag names."""
+        subject = f"the tags {tags!r} for invoice {invoice_id}"
+        path = f"/invoices/{int(invoice_id)}/tags"
+        # Attaching the same tags twice leaves them attached once, so a lost answer is harmless.
+        # [INFERRED] POST (attach) is what Luminous's own CLI sends; only PUT is documented.
+        answer = await self._request("POST", path, subject, body={"tags": tags}, repeatable=True)
+        names = answer.body.get("tags") if isinstance(answer.body, dict) else None
+        if not isinstance(names, list):
+            raise self._errors.unusable(subject, answer, "it has no tags", repeatable=True)
+        return [_tag_name(tag) for tag in names if _tag_name(tag)]
 
     async def check_token(self) -> None:
         """Prove Luminous accepts our token with the cheapest authenticated read."""
         await self._request("GET", "/invoices", "the token check", params=(("per_page", "1"),))
 
-    async def _list_all(
-        self, path: str, subject: str, filters: tuple[tuple[str, str], ...]
-    ) -> list[tuple[_Answer, Any]]:
+    # ---- companies and contacts ----------------------------------------------------------
+
+    async def find_companies_by_custom_field(self, label: str, value: str) -> list[Company]:
+        """Every company whose custom field `label` is exactly `value`."""
+        subject = f"the search for companies with {label} {value!r}"
+        # [INFERRED] documented for invoices; assumed to work the same on companies.
+        filters = ((f"custom_fields.{label}[eq]", value),)
+        return await self._find(Company, "/companies", subject, filters)
+
+    async def find_companies_by_name(self, name: str) -> list[Company]:
+        """Every company called exactly `name`."""
+        subject = f"the search for companies named {name!r}"
+        # [INFERRED] the generic filter syntax on a field the companies list shows.
+        filters = (("name[eq]", name),)
+        return await self._find(Company, "/companies", subject, filters)
+
+    async def find_contacts_by_email(self, email: str) -> list[Contact]:
+        """Every contact with this e-mail address, in any company."""
+        subject = f"the search for contacts with e-mail {email!r}"
+        # [INFERRED] the global contacts list exists; its e-mail filter is not documented.
+        filters = (("email[eq]", email),)
+        return await self._find(Contact, "/contacts", subject, filters)
+
+    async def get_company(self, company_id: int) -> Company:
+        """One company by its Luminous ID; `NotFoundError` if there is none."""
+        subject = f"the lookup of company {company_id}"
+        answer = await self._request("GET", f"/companies/{int(company_id)}", subject)
+        return self._one(Company, answer, subject)
+
+    async def create_company(self, company: NewCompany) -> Company:
+        """Create a company; a lost answer raises `UnknownOutcome` (look it up again)."""
+        subject = f"the new company {company.name!r}"
+        answer = await self._request("POST", "/companies", subject, body=company.to_wire())
+        return self._one(Company, answer, subject, repeatable=False)
+
+    async def create_contact(self, contact: NewContact) -> Contact:
+        """Create a contact; a lost answer raises `UnknownOutcome` (look it up again)."""
+        subject = f"the new contact for company {contact.company_id}"
+        answer = await self._request("POST", "/contacts", subject, body=contact.to_wire())
+        return self._one(Contact, answer, subject, repeatable=False)
+
+    # ---- products ------------------------------------------------------------------------
+
+    async def find_products_by_sku(self, sku: str) -> list[Product]:
+        """Every product whose main SKU or one of whose alternate SKUs is `sku`."""
+        subject = f"the search for products with SKU {sku!r}"
+        filters = (("sku[eq]", sku),)
+        return await self._find(Product, "/products", subject, filters)
+
+    async def upsert_product(self, sku: str, name: str) -> Product:
+        """Create the product with this main SKU, or rename the one that has it."""
+        subject = f"the product with SKU {sku!r}"
+        body = {"sku": sku, "name": name}
+        # [INFERRED] that the upsert matches by SKU when no id is sent; keyed so, sending it
+        # twice leaves one product, as sending it once does.
+        answer = await self._request("PATCH", "/products", subject, body=body, repeatable=True)
+        return self._one(Product, answer, subject, repeatable=True)
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    async def _find(
+        self, model: type[Model], path: str, subject: str, filters: Params
+    ) -> list[Model]:
+        rows = await self._list_all(path, subject, filters)
+        return [self._parse(model, row, page, subject, repeatable=True) for page, row in rows]
+
+    async def _list_all(self, path: str, subject: str, filters: Params) -> list[tuple[Answer, Any]]:
         """Every row of a paged list, each with the page that held it (for error reports)."""
-        rows: list[tuple[_Answer, Any]] = []
+        rows: list[tuple[Answer, Any]] = []
         page = 1
         while True:
             params = (*filters, ("per_page", str(PAGE_SIZE)), ("page", str(page)))
             answer = await self._request("GET", path, subject, params=params)
             data = answer.body.get("data") if isinstance(answer.body, dict) else None
             if not isinstance(data, list):
-                raise self._unusable("GET", subject, answer, "it holds no list of data")
+                raise self._errors.unusable(
+                    subject, answer, "it holds no list of data", repeatable=True
+                )
             rows.extend((answer, row) for row in data)
             last_page = _last_page(answer.body)
             more = page < last_page if last_page is not None else len(data) >= PAGE_SIZE
             if not more or not data:
                 return rows
             if page >= _MAX_PAGES:
-                raise self._unusable("GET", subject, answer, f"it runs past {_MAX_PAGES} pages")
+                why = f"it runs past {_MAX_PAGES} pages"
+                raise self._errors.unusable(subject, answer, why, repeatable=True)
             page += 1
 
-    def _invoice(self, data: Any, answer: _Answer, method: str, subject: str) -> Invoice:
+    def _one(
+        self, model: type[Model], answer: Answer, subject: str, *, repeatable: bool = True
+    ) -> Model:
+        data = answer.body.get("data") if isinstance(answer.body, dict) else None
+        return self._parse(model, data, answer, subject, repeatable=repeatable)
+
+    def _parse(
+        self, model: type[Model], data: Any, answer: Answer, subject: str, *, repeatable: bool
+    ) -> Model:
         if not isinstance(data, dict) or data.get("id") is None:
-            raise self._unusable(method, subject, answer, "it has no data.id")
+            raise self._errors.unusable(subject, answer, "it has no data.id", repeatable=repeatable)
         try:
-            return Invoice.model_validate(data)
+            return model.model_validate(data)
         except pydantic.ValidationError as exc:
-            why = f"its invoice does not parse ({exc.error_count()} problems)"
-            raise self._unusable(method, subject, answer, why) from exc
+            noun = model.__name__.lower()
+            why = f"its {noun} does not parse ({exc.error_count()} problems)"
+            raise self._errors.unusable(subject, answer, why, repeatable=repeatable) from exc
 
     async def _request(
         self,
@@ -175,122 +243,47 @@ class LuminousClient:
         path: str,
         subject: str,
         *,
-        params: tuple[tuple[str, str], ...] = (),
+        params: Params = (),
         body: Any = None,
-    ) -> _Answer:
-        """Send one request within the limits; return its parsed 2xx answer or raise."""
+        repeatable: bool | None = None,
+    ) -> Answer:
+        """Send one request within the limits; return its parsed 2xx answer or raise.
+
+        `repeatable` defaults to whether the method is idempotent; name it for a request
+        whose effect is the same however often it is sent.
+        """
+        if repeatable is None:
+            repeatable = method not in _NOT_IDEMPOTENT
         content = None if body is None else wire.dumps(body)
         headers = None if content is None else {"Content-Type": "application/json"}
+        url = httpx.URL(path, query=_query(params)) if params else path
         async with self._slots:
             if self._rate is not None:
                 await self._rate.acquire()
             started = time.perf_counter()
             try:
-                response = await self._http.request(
-                    method, path, params=params, content=content, headers=headers
-                )
+                response = await self._http.request(method, url, content=content, headers=headers)
             except httpx.HTTPError as exc:
                 _log_request(method, path, type(exc).__name__, started)
-                raise self._lost(exc, method, subject) from exc
+                raise self._errors.lost(exc, subject, repeatable=repeatable) from exc
         _log_request(method, path, response.status_code, started)
         if not response.is_success:
-            raise self._refusal(response, method, subject)
+            raise self._errors.refusal(response, subject, repeatable=repeatable)
         try:
-            return _Answer(response.status_code, wire.loads(response.content))
+            return Answer(response.status_code, wire.loads(response.content))
         except wire.MalformedJSON as exc:
-            text = _excerpt(self._redact(response.text), _BODY_LIMIT)
-            answer = _Answer(response.status_code, text)
-            raise self._unusable(method, subject, answer, f"it is not JSON ({exc})") from exc
-
-    def _lost(self, exc: httpx.HTTPError, method: str, subject: str) -> LuminousError:
-        cause = self._redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
-        if isinstance(exc, _NEVER_SENT):
-            return RetryableError(f"Luminous could not be reached for {subject} ({cause})")
-        if isinstance(exc, httpx.UnsupportedProtocol):
-            return PermanentError(f"Luminous's base URL cannot be used for {subject} ({cause})")
-        if method in _NOT_IDEMPOTENT:
-            return UnknownOutcome(
-                f"Luminous's answer to {subject} was lost after sending ({cause}), "
-                "so it may have taken effect"
-            )
-        return RetryableError(f"Luminous's answer to {subject} was lost ({cause})")
-
-    def _unusable(self, method: str, subject: str, answer: _Answer, why: str) -> RetryableError:
-        message = f"Luminous's answer ({answer.status}) to {subject} is unusable: {why}"
-        body = self._scrub(answer.body)
-        if method in _NOT_IDEMPOTENT:
-            return UnknownOutcome(
-                f"{message}, so it may have taken effect", status=answer.status, body=body
-            )
-        return RetryableError(message, status=answer.status, body=body)
-
-    def _refusal(self, response: httpx.Response, method: str, subject: str) -> LuminousError:
-        status = response.status_code
-        body = _error_body(self._redact(response.text))
-        detail = self._redact(_detail(body, response))
-        if status in (401, 403):
-            message = f"Luminous refused our API token ({status}) for {subject}: {detail}"
-            return AuthError(message, status=status, body=body)
-        if status == 404:
-            message = f"Luminous found nothing (404) for {subject}: {detail}"
-            return NotFoundError(message, status=status, body=body)
-        if status == 409:
-            message = f"Luminous reported a conflict (409) for {subject}: {detail}"
-            return ConflictError(message, status=status, body=body)
-        if status == 422:
-            message = f"Luminous refused {subject} (422): {detail}"
-            return ValidationError(message, status=status, body=body, errors=_field_errors(body))
-        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        if status == 429:
-            hint = (
-                "no Retry-After given" if retry_after is None else f"retry after {retry_after:g} s"
-            )
-            message = f"Luminous is rate limiting us (429) for {subject}; {hint}"
-            return RetryableError(message, status=status, body=body, retry_after=retry_after)
-        if status >= 500 and method in _NOT_IDEMPOTENT:
-            message = f"Luminous failed ({status}) on {subject}, which may have taken effect anyway"
-            return UnknownOutcome(
-                f"{message}: {detail}", status=status, body=body, retry_after=retry_after
-            )
-        if status >= 500:
-            message = f"Luminous failed ({status}) on {subject}: {detail}"
-            return RetryableError(message, status=status, body=body, retry_after=retry_after)
-        message = f"Luminous refused {subject} ({status}): {detail}"
-        return PermanentError(message, status=status, body=body)
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._secret, _REDACTED)
-
-    def _scrub(self, value: Any) -> Any:
-        """A parsed answer with the token redacted wherever Luminous might have echoed it."""
-        if isinstance(value, str):
-            return self._redact(value)
-        if isinstance(value, dict):
-            return {self._scrub(key): self._scrub(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self._scrub(item) for item in value]
-        return value
+            answer = self._errors.unreadable(response)
+            why = f"it is not JSON ({exc})"
+            raise self._errors.unusable(subject, answer, why, repeatable=repeatable) from exc
 
 
-def retry_after_seconds(value: str | None, *, now: dt.datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta seconds or an HTTP date).
+def _query(params: Params) -> bytes:
+    """A query string with every reserved character escaped and spaces as `%20`.
 
-    None when the header is missing or unreadable; never negative.
+    `+` for a space is form encoding, which a server that splits the raw query itself (as
+    `custom_fields.<Label>[eq]` suggests Luminous does) may keep as a plus.
     """
-    if value is None:
-        return None
-    text = value.strip()
-    if _DELTA_SECONDS.fullmatch(text):
-        seconds = float(text)
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    now = now or dt.datetime.now(dt.UTC)
-    return max(0.0, (when - now).total_seconds())
+    return urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe="").encode()
 
 
 def _check_settings(
@@ -322,10 +315,6 @@ def _log_request(method: str, path: str, outcome: int | str, started: float) -> 
     log.debug("%s %s -> %s in %.1f ms", method, path, outcome, elapsed_ms)
 
 
-def _data_of(answer: _Answer) -> Any:
-    return answer.body.get("data") if isinstance(answer.body, dict) else None
-
-
 def _last_page(body: Mapping[str, Any]) -> int | None:
     meta = body.get("meta")
     value = meta.get("last_page") if isinstance(meta, dict) else None
@@ -334,59 +323,7 @@ def _last_page(body: Mapping[str, Any]) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _error_body(text: str) -> Any:
-    """An error answer as parsed JSON, or as (truncated) text when it is not JSON."""
-    if not text.strip():
-        return None
-    if len(text) > _BODY_LIMIT:
-        return _excerpt(text, _BODY_LIMIT)
-    try:
-        return wire.loads(text)
-    except wire.MalformedJSON:
-        return text
-
-
-def _detail(body: Any, response: httpx.Response) -> str:
-    """What Luminous said, in one line a person can read."""
-    if isinstance(body, dict):
-        errors = _field_errors(body)
-        if errors:
-            lines = [
-                f"{path}: {', '.join(msgs)}" if path else ", ".join(msgs)
-                for path, msgs in errors.items()
-            ]
-            return _excerpt("; ".join(lines), _DETAIL_LIMIT)
-        if isinstance(body.get("message"), str) and body["message"].strip():
-            return _excerpt(body["message"], _DETAIL_LIMIT)
-    if isinstance(body, str):
-        return _excerpt(body, _DETAIL_LIMIT)
-    if body is not None:
-        return _excerpt(wire.dumps(body).decode(), _DETAIL_LIMIT)
-    if response.has_redirect_location:
-        return f"redirected to {response.headers['Location']}"
-    return response.reason_phrase or "no details"
-
-
-def _field_errors(body: Any) -> dict[str, list[str]]:
-    """Luminous's `{"errors": {path: [messages]}}`, tolerating other shapes."""
-    raw = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(raw, dict):
-        found = {str(path): _messages(value) for path, value in raw.items()}
-        return {path: msgs for path, msgs in found.items() if msgs}
-    messages = _messages(raw)
-    return {"": messages} if messages else {}
-
-
-def _messages(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, list):
-        return [str(item) for item in value if item is not None and item != ""]
-    return [str(value)]
-
-
-def _excerpt(text: str, limit: int) -> str:
-    flat = " ".join(text.split()) if limit <= _DETAIL_LIMIT else text
-    if len(flat) <= limit:
-        return flat
-    return f"{flat[:limit]}… ({len(text)} characters in all)"
+def _tag_name(tag: Any) -> str:
+    """A tag as Luminous answers it (`{id, name, ...}`), or as a bare name."""
+    name = tag.get("name") if isinstance(tag, dict) else tag
+    return name if isinstance(name, str) else ""

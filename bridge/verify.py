@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from bridge.errors import InputError
 
 _STANDARD_TOLERANCE = 300  # seconds either way, as the Standard Webhooks libraries use
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 def _unauthorized(message: str) -> InputError:
@@ -92,26 +94,38 @@ class Scheme:
     def _verify_standard(
         self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]
     ) -> None:
-        msg_id = headers.get("webhook-id", "")
-        stamp = headers.get("webhook-timestamp", "")
-        signatures = headers.get("webhook-signature", "")
-        if not (msg_id and stamp and signatures):
-            raise _unauthorized("missing webhook-id, webhook-timestamp or webhook-signature header")
-        try:
-            sent_at = int(stamp)
-        except ValueError:
-            raise _unauthorized("webhook-timestamp is not a Unix time in seconds") from None
-        if abs(time.time() - sent_at) > _STANDARD_TOLERANCE:
-            raise _unauthorized(
-                f"webhook-timestamp is outside the {_STANDARD_TOLERANCE}-second tolerance"
+        msg_id = headers.get("webhook-id", "").strip()
+        stamp = headers.get("webhook-timestamp", "").strip()
+        signatures = headers.get("webhook-signature", "").strip()
+        missing = [
+            name
+            for name, value in (
+                ("webhook-id", msg_id),
+                ("webhook-timestamp", stamp),
+                ("webhook-signature", signatures),
             )
-        signed = f"{msg_id}.{stamp}.".encode() + body
-        expected = [_b64_hmac(_standard_key(secret), signed) for secret in secrets]
+            if not value
+        ]
+        if missing:
+            raise _unauthorized(f"missing {' and '.join(missing)} header")
+        if not _UNIX_SECONDS.fullmatch(stamp):
+            raise _unauthorized("webhook-timestamp is not a Unix time in whole seconds")
+        skew = time.time() - int(stamp)
+        if abs(skew) > _STANDARD_TOLERANCE:
+            when = "old" if skew > 0 else "in the future"
+            raise _unauthorized(
+                f"webhook-timestamp is {abs(skew):.0f} s {when}, outside the "
+                f"{_STANDARD_TOLERANCE}-second tolerance (a replay, or a wrong clock)"
+            )
         offered = [
             sig
             for version, _, sig in (part.partition(",") for part in signatures.split())
             if version == "v1"
         ]
+        if not offered:
+            raise _unauthorized("webhook-signature has no v1 (HMAC-SHA256) signature")
+        signed = f"{msg_id}.{stamp}.".encode() + body
+        expected = [_b64_hmac(_standard_key(secret), signed) for secret in secrets]
         if not any(_matches(sig, expected) for sig in offered):
             raise _unauthorized("webhook-signature does not match the body")
 

@@ -14,7 +14,7 @@ import logging
 import re
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from bridge.config import Settings, Source
@@ -28,6 +28,8 @@ from bridge.worker import Worker
 log = logging.getLogger("bridge.webhooks")
 
 _JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$")
+_UTF8 = ("utf-8", "utf8")
+_NAME_SHOWN = 64  # characters of an unknown source name echoed back
 _WOOCOMMERCE_PING = re.compile(rb"^webhook_id=\d+$")
 
 
@@ -36,7 +38,7 @@ def check_declared_length(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is None:
         return
-    if not declared.isdigit():
+    if not declared.isascii() or not declared.isdigit():
         raise InputError(400, "bad_request", "Content-Length is not a number")
     if int(declared) > limit:
         raise InputError(413, "too_large", f"body of {declared} bytes is over {limit} bytes")
@@ -54,11 +56,37 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
                 chunks.append(chunk)
     except TimeoutError:
         raise InputError(408, "timeout", f"body not received within {timeout:g} s") from None
+    except ClientDisconnect:
+        # Nobody is left to read the answer; it is only logged.
+        raise InputError(
+            400, "client_disconnected", "the client left before the body ended"
+        ) from None
     return b"".join(chunks)
 
 
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+def check_content_type(header: str) -> str:
+    """The media type of a JSON body, lower-cased; 415 if it is not JSON in UTF-8."""
+    media_type, *params = (part.strip() for part in header.split(";"))
+    media_type = media_type.lower()
+    if not _JSON_TYPE.match(media_type):
+        return media_type
+    for param in params:
+        name, _, value = param.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in _UTF8:
+            raise InputError(
+                415,
+                "unsupported_media_type",
+                f"JSON must be UTF-8; Content-Type names charset {charset[:32]!r}",
+            )
+    return media_type
+
+
+def _refusal(response: BridgeJSON) -> BridgeJSON:
+    # A refused request may still be sending its body (too large, trickling, not read at
+    # all): close the connection rather than keep reading what nobody will use.
+    response.headers["connection"] = "close"
+    return response
 
 
 def answer(event: Event, source: Source, *, repeat: bool) -> BridgeJSON:
@@ -98,17 +126,20 @@ class WebhookEndpoint:
         name = request.path_params["source"]
         source = self.settings.sources.get(name)
         if source is None:
-            return error(404, "unknown_source", f"no source named {name!r} is configured")
+            shown = name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "…"
+            return _refusal(
+                error(404, "unknown_source", f"no source named {shown!r} is configured")
+            )
         try:
             return await self._receive(request, source)
         except InputError as exc:
             log.info("source=%s refused %s: %s", name, exc.status, exc.message)
-            return error(exc.status, exc.code, exc.message)
+            return _refusal(error(exc.status, exc.code, exc.message))
 
     async def _receive(self, request: Request, source: Source) -> Response:
         server = self.settings.config.server
         check_declared_length(request, server.max_body_bytes)
-        media_type = _media_type(request)
+        media_type = check_content_type(request.headers.get("content-type", ""))
         scheme = SCHEMES[source.scheme]
         if not _JSON_TYPE.match(media_type):
             if media_type == "application/x-www-form-urlencoded" and scheme.name == (

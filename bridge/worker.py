@@ -30,9 +30,10 @@ from bridge.errors import (
     UnknownOutcome,
 )
 from bridge.invoice import Invoice, InvoiceRequest, request_total
-from bridge.mapping import Delivery, Draft, Skip, check_currency, reconcile_totals
+from bridge.mapping import Delivery, Draft, Skip, Tag, check_currency, reconcile_totals
+from bridge.resolver import CatalogClient, ResolutionError, Resolver
 from bridge.retry import RetryPolicy
-from bridge.store.base import DEAD, REJECTED, SKIPPED, Event, OrderKey, Store
+from bridge.store.base import DEAD, REJECTED, SKIPPED, TAGGED, Event, OrderKey, Store
 from bridge.wire import MalformedJSON, loads
 
 log = logging.getLogger("bridge.worker")
@@ -41,10 +42,12 @@ CONTENDED_DELAY = 2.0  # another event of the same order holds the claim: look a
 UNKNOWN_OUTCOME_DELAY = 5.0  # let a slow Luminous finish before looking the invoice up
 
 
-class InvoiceClient(Protocol):
+class InvoiceClient(CatalogClient, Protocol):
     """What the worker needs from Luminous (see `bridge.luminous.LuminousClient`)."""
 
     async def create_invoice(self, request: InvoiceRequest) -> Invoice: ...
+
+    async def add_invoice_tags(self, invoice_id: int, tags: list[str]) -> list[str]: ...
 
     async def find_invoices(self, *, customer_po_number: str) -> list[Invoice]: ...
 
@@ -61,6 +64,7 @@ class Worker:
         client: InvoiceClient,
         *,
         policy: RetryPolicy | None = None,
+        resolver: Resolver | None = None,
         poll_interval: float = 1.0,
         probe_interval: float = 15.0,
     ) -> None:
@@ -68,6 +72,7 @@ class Worker:
         self.store = store
         self.client = client
         self.policy = policy or RetryPolicy.from_config(settings.config.retry)
+        self.resolver = resolver or Resolver(client)
         self.poll_interval = poll_interval
         self.probe_interval = probe_interval
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -208,32 +213,20 @@ class Worker:
         if source is None:
             await self._end(event, DEAD, f"source {event.source!r} is no longer configured")
             return
-        if event.topic and event.topic not in source.topics:
-            topics = ", ".join(source.topics) or "none"
+        known_topics = (*source.topics, *source.options.tag_topics)
+        if event.topic and event.topic not in known_topics:
+            topics = ", ".join(known_topics) or "none"
             await self._end(
                 event, SKIPPED, f"topic {event.topic} does not create invoices ({topics} do)"
             )
             return
-        draft = await self._map(event, source)
-        if draft is None:
-            return
-        key = OrderKey(event.source, event.shop, draft.order_id)
-        claim = await self.store.claim_order(key, event.id, self.lease, draft.order_name)
-        if claim.invoice_id is not None:
-            await self._complete(event, key, claim.invoice_id, draft)
-            return
-        if not claim.acquired:
-            await self.store.defer(
-                event.id,
-                self.owner,
-                delay=CONTENDED_DELAY,
-                reason=f"order is being invoiced by event {claim.event_id}",
-                counted=False,
-            )
-            return
-        await self._send(event, key, draft, unknown_before=claim.sent)
+        result = await self._map(event, source)
+        if isinstance(result, Tag):
+            await self._tag(event, result)
+        elif isinstance(result, Draft):
+            await self._invoice(event, source, result)
 
-    async def _map(self, event: Event, source: Source) -> Draft | None:
+    async def _map(self, event: Event, source: Source) -> Draft | Tag | None:
         if event.body is None:
             await self._end(event, DEAD, "the payload was purged; nothing to map")
             return None
@@ -257,6 +250,8 @@ class Worker:
         if isinstance(result, Skip):
             await self._end(event, SKIPPED, result.reason)
             return None
+        if isinstance(result, Tag):
+            return result
         try:
             check_currency(result, source.options)
             reconcile_totals(result)
@@ -265,9 +260,22 @@ class Worker:
             return None
         return result
 
-    async def _send(
-        self, event: Event, key: OrderKey, draft: Draft, *, unknown_before: bool
-    ) -> None:
+    async def _invoice(self, event: Event, source: Source, draft: Draft) -> None:
+        key = OrderKey(event.source, event.shop, draft.order_id)
+        claim = await self.store.claim_order(key, event.id, self.lease, draft.order_name)
+        if claim.invoice_id is not None:
+            await self._complete(event, key, claim.invoice_id, draft)
+            return
+        if not claim.acquired:
+            await self.store.defer(
+                event.id,
+                self.owner,
+                delay=CONTENDED_DELAY,
+                reason=f"order is being invoiced by event {claim.event_id}",
+                counted=False,
+            )
+            return
+        unknown_before = claim.sent
         sending = False
         try:
             if unknown_before:
@@ -278,33 +286,59 @@ class Worker:
                     )
                     await self._complete(event, key, found.id, draft)
                     return
+            request = await self.resolver.resolve(draft, source.options)
             await self.store.mark_sent(key, event.id)
             sending = True
-            invoice = await self.client.create_invoice(draft.request)
-        except AuthError as exc:
-            if sending:
+            invoice = await self.client.create_invoice(request)
+        except ResolutionError as exc:
+            if not unknown_before:
+                await self.store.release_order(key, event.id)
+            await self._end(event, DEAD, str(exc))
+            return
+        except LuminousError as exc:
+            if sending and not isinstance(exc, UnknownOutcome):
                 await self.store.mark_sent(key, event.id, sent=False)
+            refused = isinstance(exc, PermanentError) and not isinstance(exc, AuthError)
+            if refused and not unknown_before:
+                await self.store.release_order(key, event.id)
+            await self._failed(event, exc, "Luminous refused the invoice")
+            return
+        await self._complete(event, key, invoice.id, draft)
+
+    async def _tag(self, event: Event, tag: Tag) -> None:
+        """Tag the order's invoice; wait (retrying) while the invoice does not exist yet."""
+        key = OrderKey(event.source, event.shop, tag.order_id)
+        await self.store.set_order(event.id, tag.order_id, tag.order_name)
+        invoice_id = await self.store.invoice_for(key)
+        if invoice_id is None:
+            order = tag.order_name or tag.order_id
+            waiting = RetryableError(f"order {order} has no invoice yet to tag {tag.tag!r}")
+            await self._retry(event, waiting)
+            return
+        try:
+            await self.client.add_invoice_tags(invoice_id, [tag.tag])
+        except LuminousError as exc:
+            await self._failed(event, exc, "Luminous refused the tag")
+            return
+        reason = f"invoice {invoice_id} tagged {tag.tag!r} ({tag.reason})"
+        await self.store.finish(event.id, self.owner, TAGGED, reason=reason, invoice_id=invoice_id)
+        log.info("event=%s source=%s %s", event.id, event.source, reason)
+
+    async def _failed(self, event: Event, exc: LuminousError, refused: str) -> None:
+        """Luminous said no, or nothing: pause, retry or end the event, as the error says."""
+        if isinstance(exc, AuthError):
             self.paused = f"Luminous refuses the API token ({exc.status}): {exc}"
             log.error("work paused: %s", self.paused)
             await self.store.note(event.id, "paused", str(exc))
             await self.store.defer(
                 event.id, self.owner, delay=self.probe_interval, reason=self.paused, counted=False
             )
-            return
-        except UnknownOutcome as exc:
+        elif isinstance(exc, UnknownOutcome):
             await self._retry(event, exc, minimum=UNKNOWN_OUTCOME_DELAY)
-            return
-        except RetryableError as exc:
-            if sending:
-                await self.store.mark_sent(key, event.id, sent=False)
+        elif isinstance(exc, RetryableError):
             await self._retry(event, exc)
-            return
-        except PermanentError as exc:
-            if not unknown_before:
-                await self.store.release_order(key, event.id)
-            await self._end(event, DEAD, f"Luminous refused the invoice: {exc}")
-            return
-        await self._complete(event, key, invoice.id, draft)
+        else:
+            await self._end(event, DEAD, f"{refused}: {exc}")
 
     async def _find_existing(self, draft: Draft) -> Invoice | None:
         """The invoice an earlier send may have created: same PO number, date and total."""

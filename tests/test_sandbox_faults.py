@@ -104,28 +104,74 @@ async def test_throttling_answers_429_with_retry_after() -> None:
 
 
 @pytest.mark.anyio
-async def test_faults_spare_auth_health_and_catalogue_changes() -> None:
+async def test_faults_spare_auth_health_and_changes_made_by_hand() -> None:
     app = make_app(settings(fail_rate=1.0))
+    sandbox_of(app).create_invoice(wire.loads(wire.dumps(INVOICE)))
     async with serving(app) as client:
         unauthenticated = await client.get("/invoices", headers={"Authorization": ""})
         health = await client.get("http://sandbox.test/healthz")
         product = await client.post("/products", json={"name": "Cap", "sku": "CAP"})
+        retagged = await client.put("/invoices/1/tags", json={"tags": ["by hand"]})
     assert unauthenticated.status_code == 401
     assert health.status_code == 200
     assert product.status_code == 201
+    assert retagged.status_code == 200
     assert sum(sandbox_of(app).fault_counts.values()) == 0
 
 
 @pytest.mark.anyio
-async def test_latency_is_added_to_every_request() -> None:
-    app = make_app(settings(latency_ms=40))
+async def test_faults_hit_every_request_the_bridge_sends_and_do_no_work() -> None:
+    app = make_app(settings(fail_rate=0.5, throttle_rate=1.0))
+    sandbox = sandbox_of(app)
+    sandbox.create_invoice(wire.loads(wire.dumps(INVOICE)))
+    company = {"name": "Acme"}
+    contact = {"first_name": "Ada", "email": "ada@acme.test", "company_id": 1}
     async with serving(app) as client:
-        started = time.perf_counter()
-        await client.get("/invoices")
-        await client.post("/invoices", json=INVOICE)
-        elapsed = time.perf_counter() - started
-    assert elapsed >= 0.08
-    assert sandbox_of(app).fault_counts["delayed"] == 2
+        answers = [
+            await client.get("/companies", params={"name[eq]": "Acme"}),
+            await client.get("/companies/1"),
+            await client.get("/companies/1/contacts"),
+            await client.get("/contacts", params={"email[eq]": "ada@acme.test"}),
+            await client.get("/products", params={"sku[eq]": "MUG"}),
+            await client.post("/companies", json=company),
+            await client.post("/contacts", json=contact),
+            await client.patch("/products", json={"sku": "CAP", "name": "Cap"}),
+            await client.post("/invoices/1/tags", json={"tags": ["paid"]}),
+        ]
+    assert {answer.status_code for answer in answers} <= {429, 500, 502, 503}
+    assert list(sandbox.companies) == [1]
+    assert not sandbox.contacts
+    assert [product["sku"] for product in sandbox.products.values()] == ["MUG"]
+    assert [tag["name"] for tag in sandbox.invoices[1]["tags"]] == []
+
+
+@pytest.mark.anyio
+async def test_latency_is_added_to_every_request() -> None:
+    app = make_app(settings(latency_ms=30))
+    sandbox_of(app).create_invoice(wire.loads(wire.dumps(INVOICE)))
+    contact = {"first_name": "Ada", "email": "ada@acme.test", "company_id": 1}
+    requests = [
+        ("GET", "/invoices", None),
+        ("POST", "/invoices", INVOICE),
+        ("GET", "/companies?name%5Beq%5D=Acme", None),
+        ("GET", "/companies/1", None),
+        ("POST", "/companies", {"name": "Acme"}),
+        ("GET", "/companies/1/contacts", None),
+        ("GET", "/contacts?email%5Beq%5D=ada%40acme.test", None),
+        ("POST", "/contacts", contact),
+        ("GET", "/contacts/1", None),
+        ("GET", "/products?sku%5Beq%5D=MUG", None),
+        ("PATCH", "/products", {"sku": "CAP", "name": "Cap"}),
+        ("POST", "/invoices/1/tags", {"tags": ["paid"]}),
+    ]
+    async with serving(app) as client:
+        for method, path, body in requests:
+            started = time.perf_counter()
+            answer = await client.request(method, path, json=body)
+            elapsed = time.perf_counter() - started
+            assert answer.is_success, (method, path, answer.text)
+            assert elapsed >= 0.03, (method, path, elapsed)
+    assert sandbox_of(app).fault_counts["delayed"] == len(requests)
 
 
 @pytest.mark.anyio
@@ -161,6 +207,44 @@ async def test_a_dropped_answer_still_created_the_invoice() -> None:
     assert list(sandbox.invoices) == [1]
     assert refused.status_code == 422  # only a stored invoice loses its answer
     assert sandbox.fault_counts["dropped"] == 1
+
+
+@pytest.mark.anyio
+async def test_a_dropped_company_or_contact_answer_still_stored_it() -> None:
+    app = make_app(settings(timeout_after_commit_rate=1.0))
+    sandbox = sandbox_of(app)
+    sandbox.drop_share = 1
+    contact = {"first_name": "Ada", "email": "ada@acme.test", "company_id": 2}
+    async with serving(app) as client:
+        with pytest.raises(ConnectionDropped):
+            await client.post("/companies", json={"name": "Acme"})
+        with pytest.raises(ConnectionDropped):
+            await client.post("/contacts", json=contact)
+    assert sandbox.companies[2]["name"] == "Acme"
+    assert sandbox.contacts[1]["email"] == "ada@acme.test"
+    assert sandbox.fault_counts["dropped"] == 2
+
+
+@pytest.mark.anyio
+async def test_lost_answers_can_be_narrowed_to_some_creations() -> None:
+    app = make_app(
+        settings(
+            timeout_after_commit_rate=1.0, timeout_after_commit_paths=frozenset({"/companies"})
+        )
+    )
+    sandbox_of(app).drop_share = 1
+    async with serving(app) as client:
+        invoice = await client.post("/invoices", json=INVOICE)
+        contact = await client.post("/contacts", json={"first_name": "Ada", "company_id": 1})
+        with pytest.raises(ConnectionDropped):
+            await client.post("/companies", json={"name": "Acme"})
+    assert (invoice.status_code, contact.status_code) == (201, 201)
+    assert sandbox_of(app).fault_counts["dropped"] == 1
+
+
+def test_only_creations_can_lose_their_answer() -> None:
+    with pytest.raises(ValueError, match="/products cannot lose answers"):
+        SandboxSettings(timeout_after_commit_paths=frozenset({"/products", "/invoices"}))
 
 
 @contextmanager

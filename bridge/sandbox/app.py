@@ -13,11 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from bridge.sandbox.catalog import COMPANY_FILTERS, PRODUCT_FILTERS, create_product, upsert_product
+from bridge.sandbox.companies import company_filter, create_company
+from bridge.sandbox.contacts import CONTACT_FILTERS, create_contact, of_company
 from bridge.sandbox.endpoint import Endpoint, Handler, Refused, answer, json_object, message
 from bridge.sandbox.faults import DroppedResponse, FaultInjector
 from bridge.sandbox.invoices import build_invoice, invoice_filter
 from bridge.sandbox.listing import Filterable, conditions, page_request, paginate, select
+from bridge.sandbox.products import PRODUCT_FILTERS, create_product, upsert_product
 from bridge.sandbox.rules import Errors, Invalid, Reader
 from bridge.sandbox.seed import load_seed
 from bridge.sandbox.settings import SandboxSettings
@@ -42,6 +44,9 @@ class Sandbox:
         self.faults = FaultInjector(settings)
         self.stall_seconds: float = 60
         self.drop_share: float = 0.5  # of timeout-after-commit faults: drop, else stall
+        # Faults hit what the bridge's client sends and retries; setting up a catalogue or
+        # replacing tags by hand is spared, so a test's own setup does not fail at random.
+        self._unfaulted: set[Handler] = {self._post_product, self._replace_tags}
 
     @property
     def invoices(self) -> dict[int, Record]:
@@ -56,6 +61,10 @@ class Sandbox:
         return self.state.companies
 
     @property
+    def contacts(self) -> dict[int, Record]:
+        return self.state.contacts
+
+    @property
     def fault_counts(self) -> dict[str, int]:
         return self.faults.counts
 
@@ -65,6 +74,20 @@ class Sandbox:
             request = validate_invoice(body, self.state, auto_products=self.settings.auto_products)
             record = build_invoice(request, self.state, auto_products=self.settings.auto_products)
             self.state.add_invoice(record)
+            self.state.save()
+        return record
+
+    def create_company(self, body: dict[str, Any]) -> Record:
+        """Validate and store a company as `POST /companies` does; raise `Invalid` if refused."""
+        with self.state.lock:
+            record = create_company(self.state, body)
+            self.state.save()
+        return record
+
+    def create_contact(self, body: dict[str, Any]) -> Record:
+        """Validate and store a contact as `POST /contacts` does; raise `Invalid` if refused."""
+        with self.state.lock:
+            record = create_contact(self.state, body)
             self.state.save()
         return record
 
@@ -83,8 +106,11 @@ class Sandbox:
                 "/products", GET=self._list_products, POST=self._post_product, PATCH=self._upsert
             ),
             self._route("/products/{product_id:int}", GET=self._get_product),
-            self._route("/companies", GET=self._list_companies),
+            self._route("/companies", GET=self._list_companies, POST=self._post_company),
             self._route("/companies/{company_id:int}", GET=self._get_company),
+            self._route("/companies/{company_id:int}/contacts", GET=self._company_contacts),
+            self._route("/contacts", GET=self._list_contacts, POST=self._post_contact),
+            self._route("/contacts/{contact_id:int}", GET=self._get_contact),
             Route("/{path:path}", Endpoint(self._serve)),
         ]
 
@@ -98,8 +124,7 @@ class Sandbox:
         await self.faults.delay()
         if not self._authorised(request):
             return message(401, "Unauthenticated.")
-        # Faults hit what a client retries: reads, and creating an invoice.
-        if request.method == "GET" or handler == self._post_invoice:
+        if handler not in self._unfaulted:
             refusal = self.faults.refusal()
             if refusal is not None:
                 return refusal
@@ -123,7 +148,13 @@ class Sandbox:
 
     async def _post_invoice(self, request: Request) -> Response:
         record = self.create_invoice(await json_object(request))
+        return await self._created("/invoices", record)
+
+    async def _created(self, path: str, record: Record) -> Response:
+        """The 201 for a stored record, unless a timeout-after-commit fault loses it."""
         created = answer(201, {"data": record})
+        if path not in self.settings.timeout_after_commit_paths:
+            return created
         lost = self.faults.after_commit(drop_share=self.drop_share)
         if lost == "drop":
             return DroppedResponse(created)
@@ -167,7 +198,7 @@ class Sandbox:
         done = "replaced" if replace else "attached"
         return answer(200, {"message": f"Tags {done} successfully", "tags": invoice["tags"]})
 
-    # ---- products and companies ----------------------------------------------------------
+    # ---- products ------------------------------------------------------------------------
 
     async def _list_products(self, request: Request) -> Response:
         return self._list(request, self.state.products, PRODUCT_FILTERS.get)
@@ -189,11 +220,39 @@ class Sandbox:
             self.state.save()
         return answer(201 if created else 200, {"data": product})
 
+    # ---- companies and contacts ----------------------------------------------------------
+
     async def _list_companies(self, request: Request) -> Response:
-        return self._list(request, self.state.companies, COMPANY_FILTERS.get)
+        return self._list(request, self.state.companies, company_filter)
 
     async def _get_company(self, request: Request) -> Response:
         return self._one(self.state.companies, request.path_params["company_id"])
+
+    async def _post_company(self, request: Request) -> Response:
+        record = self.create_company(await json_object(request))
+        return await self._created("/companies", record)
+
+    async def _list_contacts(self, request: Request) -> Response:
+        return self._list(request, self.state.contacts, CONTACT_FILTERS.get)
+
+    async def _company_contacts(self, request: Request) -> Response:
+        """One company's contacts; this list pages with `limit`, not `per_page`."""
+        company_id = request.path_params["company_id"]
+        if self.state.company(company_id) is None:
+            raise Refused(404, "Not found.")
+        theirs = {
+            contact_id: contact
+            for contact_id, contact in self.state.contacts.items()
+            if of_company(contact, company_id)
+        }
+        return self._list(request, theirs, CONTACT_FILTERS.get, size="limit")
+
+    async def _get_contact(self, request: Request) -> Response:
+        return self._one(self.state.contacts, request.path_params["contact_id"])
+
+    async def _post_contact(self, request: Request) -> Response:
+        record = self.create_contact(await json_object(request))
+        return await self._created("/contacts", record)
 
     # ---- shared --------------------------------------------------------------------------
 
@@ -202,9 +261,11 @@ class Sandbox:
         request: Request,
         records: dict[int, Record],
         fields: Callable[[str], Filterable | None],
+        *,
+        size: str = "per_page",
     ) -> Response:
         params = request.query_params.multi_items()
-        page, per_page = page_request(params)
+        page, per_page = page_request(params, size=size)
         found = select(sorted(records.values(), key=_by_id), conditions(params), fields)
         return answer(200, paginate(found, page, per_page))
 

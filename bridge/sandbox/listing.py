@@ -45,10 +45,23 @@ class Condition:
 
 @dataclass(frozen=True)
 class Filterable:
-    """A field a list can be filtered on: how to read its values and which operators it takes."""
+    """A field a list can be filtered on: how to read its values and which operators it takes.
+
+    `fold` compares without case, as a case-insensitive database collation does.
+    """
 
     values: Values
     operators: frozenset[str] = STRING_OPERATORS
+    fold: bool = False
+
+    def read(self, record: Record) -> list[str]:
+        found = self.values(record)
+        return [value.casefold() for value in found] if self.fold else found
+
+    def wanted(self, condition: Condition) -> Condition:
+        if not self.fold:
+            return condition
+        return Condition(condition.field, condition.op, condition.value.casefold())
 
 
 def conditions(params: Iterable[tuple[str, str]]) -> list[Condition]:
@@ -84,11 +97,11 @@ def select(
             )
         if field.operators is DATE_OPERATORS and condition.op not in ("set", "notset"):
             _check_date(condition)
-        checks.append((field, condition))
+        checks.append((field, field.wanted(condition)))
     return [
         record
         for record in records
-        if all(_matches(field.values(record), condition) for field, condition in checks)
+        if all(_matches(field.read(record), condition) for field, condition in checks)
     ]
 
 
@@ -133,13 +146,13 @@ def as_text(value: object) -> str:
     return str(value)
 
 
-def page_request(params: Iterable[tuple[str, str]]) -> tuple[int, int]:
-    """`page` and `per_page` from a query string; raise `Invalid` for bad ones."""
+def page_request(params: Iterable[tuple[str, str]], *, size: str = "per_page") -> tuple[int, int]:
+    """`page` and the page size (`per_page`, or `limit` on some lists); raise `Invalid`."""
     given = dict(params)
     errors: dict[str, list[str]] = {}
     page = _whole_number(given.get("page"), "page", errors, default=1)
     per_page = _whole_number(
-        given.get("per_page"), "per_page", errors, default=DEFAULT_PER_PAGE, largest=MAX_PER_PAGE
+        given.get(size), size, errors, default=DEFAULT_PER_PAGE, largest=MAX_PER_PAGE
     )
     if errors:
         raise Invalid(errors)

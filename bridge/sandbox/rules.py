@@ -208,6 +208,35 @@ class Reader:
             return None
         return value
 
+    def boolean(self, key: str) -> bool | None:
+        """Laravel's `boolean`: true, false, 1, 0, "1" or "0"."""
+        value = self._value(key, False)
+        if value is _MISSING:
+            return None
+        if isinstance(value, bool):
+            return value
+        if value in (0, 1, "0", "1") and not isinstance(value, Decimal):
+            return value in (1, "1")
+        self.fail(key, "The {} field must be true or false.")
+        return None
+
+    def custom_fields(self, key: str = "custom_fields") -> dict[str, Any]:
+        """An object keyed by custom-field label, each value a scalar or null."""
+        found = self.mapping(key)
+        if found is None:
+            return {}
+        clean: dict[str, Any] = {}
+        for label, value in found.items():
+            value = clean_string(value)
+            if value is None or isinstance(value, str | bool) or is_number(value):
+                clean[label] = value
+            else:
+                self.errors.add(
+                    f"{self.path(key)}.{label}",
+                    "The value must be a string, a number, a boolean or null.",
+                )
+        return clean
+
     def refuse_unknown(self, allowed: Iterable[str]) -> None:
         """Refuse keys outside the schema: in a request they are a typo in a mapping."""
         known = set(allowed)

@@ -78,6 +78,9 @@ def parse_seed(data: object) -> Seed:
     _unique([sku for p in products for sku in (p.sku, *p.alternate_skus)], "products", "SKU")
     _unique([c.id for c in companies], "companies", "id")
     _unique([contact.id for c in companies for contact in c.contacts], "contacts", "id")
+    # Luminous refuses a second contact with the same address, whatever its case.
+    emails = [contact.email.casefold() for c in companies for contact in c.contacts]
+    _unique(emails, "contacts", "e-mail")
     return Seed(products, companies)
 
 

@@ -55,6 +55,7 @@ class SandboxState:
         self.invoices: dict[int, Record] = {}
         self.tags: dict[str, Record] = {}
         self._sku_index: dict[str, int] = {}
+        self._email_index: dict[str, int] = {}
         self._last_ids: dict[str, int] = {}
         self._encoded_invoices: dict[int, orjson.Fragment] = {}
 
@@ -68,6 +69,11 @@ class SandboxState:
 
     def product(self, product_id: int) -> Record | None:
         return self.products.get(product_id)
+
+    def contact_by_email(self, email: str) -> Record | None:
+        """The contact with this e-mail address, compared without case."""
+        contact_id = self._email_index.get(email.casefold())
+        return None if contact_id is None else self.contacts[contact_id]
 
     def product_by_sku(self, sku: str) -> Record | None:
         """The product whose main SKU or an alternate SKU is `sku`."""
@@ -104,8 +110,11 @@ class SandboxState:
         return record
 
     def add_contact(self, record: Record) -> Record:
+        """Store a contact; the caller has checked that its e-mail address is free."""
         self._saw_id("contact", record["id"])
         self.contacts[record["id"]] = record
+        if record["email"]:
+            self._email_index[record["email"].casefold()] = record["id"]
         return record
 
     def add_invoice(self, record: Record) -> Record:
@@ -154,22 +163,14 @@ class SandboxState:
         company["custom_fields"] = dict(seed.custom_fields)
         self.add_company(company)
         for contact in seed.contacts:
-            self.add_contact(
-                {
-                    "id": contact.id,
-                    "status": "active",
-                    "first_name": contact.first_name,
-                    "last_name": contact.last_name,
-                    "full_name": " ".join(filter(None, (contact.first_name, contact.last_name))),
-                    "email": contact.email,
-                    "phone": None,
-                    "company_id": seed.id,
-                    "company": {"id": seed.id, "name": seed.name},
-                    "is_primary": False,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+            record = new_contact(contact.id, [company], now)
+            record.update(
+                first_name=contact.first_name,
+                last_name=contact.last_name,
+                full_name=full_name(contact.first_name, contact.last_name),
+                email=contact.email,
             )
+            self.add_contact(record)
 
     def ensure_company(self, company_id: int) -> None:
         """Create the default company when no company exists at all."""
@@ -271,9 +272,44 @@ def new_company(company_id: int, name: str, now: str) -> Record:
         "state": None,
         "postal_code": None,
         "country": None,
+        "full_address": None,
         "payment_term": None,
+        "tax_exempt": False,
+        "notes": None,
+        "fein": None,
         "tags": [],
         "custom_fields": {},
+        "shipping_addresses": [],
         "created_at": now,
         "updated_at": now,
     }
+
+
+def new_contact(contact_id: int, companies: list[Record], now: str) -> Record:
+    """A contact of `companies` (the first is its own), Luminous's other fields left empty."""
+    refs = [{"id": company["id"], "name": company["name"]} for company in companies]
+    return {
+        "id": contact_id,
+        "status": "active",
+        "first_name": None,
+        "last_name": None,
+        "full_name": None,
+        "email": None,
+        "phone": None,
+        "phone_2": None,
+        "company_id": refs[0]["id"],
+        "company": refs[0],
+        "companies": refs,
+        "is_primary": False,
+        "receive_quotation_pdf": False,
+        "receive_purchase_order_pdf": False,
+        "receive_purchase_order_invoice_pdf": False,
+        "has_portal_login": False,
+        "tags": [],
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def full_name(first_name: str | None, last_name: str | None) -> str:
+    return " ".join(filter(None, (first_name, last_name)))

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bridge.sandbox.rules import Errors, Number, Reader, clean_string, enumerate_keys, is_number
+from bridge.sandbox.rules import Errors, Number, Reader, clean_string, enumerate_keys
 
 INVOICE_FIELDS = (
     "company_id",
@@ -111,7 +111,7 @@ def validate_invoice(
         "invoice_export_template_id": read.integer("invoice_export_template_id"),
         "alternate_ids": read.strings("alternate_ids"),
         "tags": _unique(read.strings("tags")),
-        "custom_fields": _custom_fields(read),
+        "custom_fields": read.custom_fields(),
         "ship_to": _ship_to(read),
     }
     read.refuse_unknown(INVOICE_FIELDS)
@@ -180,22 +180,6 @@ def _skus(product: dict[str, Any]) -> set[str]:
 
 def _unique(values: list[str] | None) -> list[str] | None:
     return None if values is None else list(dict.fromkeys(values))
-
-
-def _custom_fields(read: Reader) -> dict[str, Any]:
-    found = read.mapping("custom_fields")
-    if found is None:
-        return {}
-    clean: dict[str, Any] = {}
-    for label, value in found.items():
-        value = clean_string(value)
-        if value is None or isinstance(value, str | bool) or is_number(value):
-            clean[label] = value
-        else:
-            read.errors.add(
-                f"custom_fields.{label}", "The value must be a string, a number, a boolean or null."
-            )
-    return clean
 
 
 def _ship_to(read: Reader) -> dict[str, str | None] | None:

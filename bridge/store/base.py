@@ -21,9 +21,10 @@ CREATED = "created"
 SKIPPED = "skipped"
 DEAD = "dead"
 REJECTED = "rejected"
+TAGGED = "tagged"  # a later event (cancellation, refund) tagged the order's invoice
 
-STATUSES = (RECEIVED, PROCESSING, RETRYING, CREATED, SKIPPED, DEAD, REJECTED)
-FINISHED = frozenset({CREATED, SKIPPED, DEAD, REJECTED})
+STATUSES = (RECEIVED, PROCESSING, RETRYING, CREATED, SKIPPED, DEAD, REJECTED, TAGGED)
+FINISHED = frozenset({CREATED, SKIPPED, DEAD, REJECTED, TAGGED})
 REPLAYABLE = frozenset({DEAD, REJECTED})
 
 
@@ -207,8 +208,9 @@ class Store(ABC):
         *,
         reason: str | None = None,
         details: list[dict[str, str]] | None = None,
+        invoice_id: int | None = None,
     ) -> bool:
-        """End an event as skipped, dead or rejected; False if the lease was lost."""
+        """End an event skipped, dead, rejected or tagged; False if the lease was lost."""
 
     @abstractmethod
     async def defer(
@@ -247,6 +249,14 @@ class Store(ABC):
         """
 
     @abstractmethod
+    async def set_order(self, event_id: int, order_id: str, order_name: str | None) -> None:
+        """Remember which order an event is about (for listing and `--order`)."""
+
+    @abstractmethod
+    async def invoice_for(self, key: OrderKey) -> int | None:
+        """The invoice an order already has, if any."""
+
+    @abstractmethod
     async def release_order(self, key: OrderKey, event_id: int) -> None:
         """Drop this event's claim on an order that got no invoice (it ended dead)."""
 
@@ -256,7 +266,7 @@ class Store(ABC):
 
     @abstractmethod
     async def purge_payloads(self, older_than: float) -> int:
-        """Drop payloads of finished (created/skipped) events older than a Unix time."""
+        """Drop payloads of finished (created/skipped/tagged) events older than a Unix time."""
 
     @abstractmethod
     async def counts(self) -> dict[str, int]:

@@ -27,6 +27,7 @@ from bridge.store.base import (
     RETRYING,
     SCHEMA_VERSION,
     SKIPPED,
+    TAGGED,
     Attempt,
     Event,
     NewDelivery,
@@ -307,9 +308,12 @@ class SQLiteStore(Store):
         *,
         reason: str | None = None,
         details: list[dict[str, str]] | None = None,
+        invoice_id: int | None = None,
     ) -> bool:
         if status not in FINISHED - {CREATED}:
-            raise ValueError(f"finish() ends events skipped, dead or rejected, not {status}")
+            raise ValueError(
+                f"finish() ends events skipped, dead, rejected or tagged, not {status}"
+            )
 
         def end(db: sqlite3.Connection, now: float) -> bool:
             done = self._settle(
@@ -320,6 +324,7 @@ class SQLiteStore(Store):
                 status=status,
                 reason=reason,
                 details=json.dumps(details) if details else None,
+                invoice_id=invoice_id,
                 next_attempt_at=None,
             )
             if done:
@@ -440,6 +445,25 @@ class SQLiteStore(Store):
 
         return await self._write(done)
 
+    async def set_order(self, event_id: int, order_id: str, order_name: str | None) -> None:
+        def update(db: sqlite3.Connection, now: float) -> None:
+            db.execute(
+                "UPDATE events SET order_id = ?, order_name = ? WHERE id = ?",
+                (order_id, order_name, event_id),
+            )
+
+        await self._write(update)
+
+    async def invoice_for(self, key: OrderKey) -> int | None:
+        def select(db: sqlite3.Connection) -> int | None:
+            row = db.execute(
+                "SELECT invoice_id FROM orders WHERE source = ? AND shop = ? AND order_id = ?",
+                (key.source, key.shop, key.order_id),
+            ).fetchone()
+            return row["invoice_id"] if row else None
+
+        return await self._run(select)
+
     async def release_order(self, key: OrderKey, event_id: int) -> None:
         def drop(db: sqlite3.Connection, now: float) -> None:
             db.execute(
@@ -475,8 +499,8 @@ class SQLiteStore(Store):
         def purge(db: sqlite3.Connection, now: float) -> int:
             cursor = db.execute(
                 "UPDATE events SET body = NULL WHERE body IS NOT NULL"
-                " AND status IN (?, ?) AND updated_at < ?",
-                (CREATED, SKIPPED, older_than),
+                " AND status IN (?, ?, ?) AND updated_at < ?",
+                (CREATED, SKIPPED, TAGGED, older_than),
             )
             return cursor.rowcount
 

@@ -1,4 +1,4 @@
-"""Products and companies: just enough of Luminous's catalogue to resolve SKUs and customers."""
+"""Products: created, upserted and filtered as Luminous does, alternate SKUs included."""
 
 from __future__ import annotations
 
@@ -83,9 +83,4 @@ PRODUCT_FILTERS: dict[str, Filterable] = {
     "sku": Filterable(product_skus),
     "name": Filterable(lambda record: [as_text(record["name"])]),
     "upc": Filterable(lambda record: [as_text(record["upc"])]),
-}
-
-COMPANY_FILTERS: dict[str, Filterable] = {
-    "name": Filterable(lambda record: [as_text(record["name"])]),
-    "status": Filterable(lambda record: [as_text(record["status"])]),
 }

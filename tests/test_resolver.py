@@ -1,0 +1,201 @@
+"""Resolution against the sandbox's Luminous API: companies per customer, products per SKU."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.invoice import InvoiceRequest
+from bridge.luminous import LuminousClient
+from bridge.mapping import CustomerRef, Draft, InvoiceOptions
+from bridge.resolver import LocalLocks, ResolutionError, Resolver, TTLCache
+from bridge.sandbox import Sandbox, SandboxSettings, create_sandbox_app
+
+pytestmark = pytest.mark.anyio
+
+SEED = {
+    "products": [
+        {"id": 100, "sku": "TEE-BLK-M", "name": "Tee", "alternate_skus": ["TEE-BLACK-M"]},
+        {"id": 101, "sku": "MUG-WHT", "name": "Mug"},
+    ],
+    "companies": [
+        {"id": 1, "name": "Online Store Customers"},
+        {
+            "id": 7,
+            "name": "Acme Retail",
+            "contacts": [
+                {"id": 70, "email": "buyer@acme.example", "first_name": "Ann", "last_name": "Buyer"}
+            ],
+            "custom_fields": {"Shopify Customer ID": "555"},
+        },
+    ],
+}
+
+
+class Counting(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(f"{request.method} {request.url.path}")
+        return await self.inner.handle_async_request(request)
+
+
+class Rig:
+    def __init__(self, sandbox: Sandbox, transport: Counting, resolver: Resolver) -> None:
+        self.sandbox = sandbox
+        self.transport = transport
+        self.resolver = resolver
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps(SEED))
+    app = create_sandbox_app(SandboxSettings(seed=seed))
+    transport = Counting(httpx.ASGITransport(app=app))
+    client = LuminousClient(
+        "http://sandbox/external/api/v1", "t", transport=transport, max_requests_per_second=None
+    )
+    yield Rig(app.state.sandbox, transport, Resolver(client))
+    await client.aclose()
+
+
+def draft(customer: CustomerRef | None, *skus: str | None) -> Draft:
+    items = [
+        {"quantity": 1, "unit_price": Decimal("10.00"), "sku": sku} for sku in skus or ("MUG-WHT",)
+    ]
+    request = InvoiceRequest(order_date="2026-11-20", payment_terms="Net 30", items=items)
+    return Draft(
+        order_id="1", request=request, expected_total=Decimal(10 * len(items)), customer=customer
+    )
+
+
+MATCH = InvoiceOptions(company="match", default_company_id=1)
+
+
+async def test_fixed_company(rig: Rig) -> None:
+    request = await rig.resolver.resolve(draft(None), InvoiceOptions(company_id=7))
+    assert request.company_id == 7 and request.items[0].product_id == 101
+    with pytest.raises(ResolutionError, match="company_id is not set"):
+        await rig.resolver.resolve(draft(None), InvoiceOptions())
+
+
+async def test_a_known_email_lands_on_its_contacts_company(rig: Rig) -> None:
+    customer = CustomerRef(email="Buyer@Acme.example")
+    assert (await rig.resolver.resolve(draft(customer), MATCH)).company_id == 7
+    calls = len(rig.transport.calls)
+    assert (await rig.resolver.resolve(draft(customer), MATCH)).company_id == 7
+    assert len(rig.transport.calls) == calls  # cached: no second lookup
+
+
+async def test_the_custom_field_is_looked_up_first(rig: Rig) -> None:
+    options = InvoiceOptions(company="match", company_custom_field="Shopify Customer ID")
+    customer = CustomerRef(email="someone-else@example.com", customer_id="555")
+    assert (await rig.resolver.resolve(draft(customer), options)).company_id == 7
+
+
+async def test_guests_use_the_default_company(rig: Rig) -> None:
+    assert (await rig.resolver.resolve(draft(None), MATCH)).company_id == 1
+    with pytest.raises(ResolutionError, match="guest order and no options.default_company_id"):
+        await rig.resolver.resolve(draft(None), InvoiceOptions(company="match"))
+
+
+async def test_a_new_customer_gets_one_company_and_contact(rig: Rig) -> None:
+    options = InvoiceOptions(company="match", company_custom_field="Shopify Customer ID")
+    customer = CustomerRef(
+        email="new@shop.example", customer_id="901", first_name="Nia", last_name="New"
+    )
+    company_id = (await rig.resolver.resolve(draft(customer), options)).company_id
+    company = rig.sandbox.companies[company_id]
+    assert company["name"] == "Nia New"
+    assert company["custom_fields"] == {"Shopify Customer ID": "901"}
+    contacts = [c for c in rig.sandbox.contacts.values() if c["email"] == "new@shop.example"]
+    assert len(contacts) == 1 and int(contacts[0]["company_id"]) == company_id
+
+
+async def test_unmatched_customers_fall_back_when_not_creating(rig: Rig) -> None:
+    options = InvoiceOptions(company="match", create_companies=False, default_company_id=1)
+    customer = CustomerRef(email="stranger@example.com")
+    assert (await rig.resolver.resolve(draft(customer), options)).company_id == 1
+    assert len(rig.sandbox.companies) == 2
+
+
+async def test_twenty_simultaneous_orders_create_one_company(rig: Rig) -> None:
+    customer = CustomerRef(email="rush@example.com", first_name="Rush")
+    results = await asyncio.gather(
+        *(rig.resolver.resolve(draft(customer), MATCH) for _ in range(20))
+    )
+    assert len({request.company_id for request in results}) == 1
+    assert len(rig.sandbox.companies) == 3
+    assert rig.transport.calls.count("POST /external/api/v1/companies") == 1
+    assert rig.transport.calls.count("POST /external/api/v1/contacts") == 1
+
+
+async def test_skus_and_alternate_skus_resolve_to_products(rig: Rig) -> None:
+    request = await rig.resolver.resolve(
+        draft(None, "TEE-BLACK-M", "MUG-WHT"), InvoiceOptions(company_id=1)
+    )
+    assert [(item.sku, item.product_id) for item in request.items] == [
+        ("TEE-BLACK-M", 100),
+        ("MUG-WHT", 101),
+    ]
+
+
+async def test_unknown_skus_are_all_named(rig: Rig) -> None:
+    with pytest.raises(ResolutionError) as caught:
+        await rig.resolver.resolve(
+            draft(None, "NOPE-1", "MUG-WHT", "NOPE-2"), InvoiceOptions(company_id=1)
+        )
+    assert "NOPE-1, NOPE-2" in str(caught.value)
+
+
+async def test_unknown_skus_are_created_when_configured(rig: Rig) -> None:
+    options = InvoiceOptions(company_id=1, unknown_sku="create")
+    request = await rig.resolver.resolve(draft(None, "BRAND-NEW"), options)
+    product = rig.sandbox.products[request.items[0].product_id]
+    assert product["sku"] == "BRAND-NEW"
+
+
+async def test_lines_without_sku_use_the_fallback(rig: Rig) -> None:
+    with pytest.raises(ResolutionError, match="line 1 has no SKU"):
+        await rig.resolver.resolve(draft(None, "MUG-WHT", None), InvoiceOptions(company_id=1))
+    options = InvoiceOptions(company_id=1, fallback_sku="MUG-WHT")
+    request = await rig.resolver.resolve(draft(None, "TEE-BLK-M", None), options)
+    assert [item.product_id for item in request.items] == [100, 101]
+
+
+def test_ttl_cache_expires_and_stays_bounded() -> None:
+    now = [0.0]
+    cache: TTLCache[int] = TTLCache(size=2, ttl=10, clock=lambda: now[0])
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1
+    cache.put("c", 3)  # evicts b, the least recently used
+    assert cache.get("b") is None and cache.get("a") == 1 and len(cache) == 2
+    now[0] = 11
+    assert cache.get("a") is None
+
+
+async def test_local_locks_serialise_one_key_only() -> None:
+    locks = LocalLocks()
+    order: list[Any] = []
+
+    async def hold(key: str, tag: str) -> None:
+        async with locks.hold(key):
+            order.append(("in", tag))
+            await asyncio.sleep(0.01)
+            order.append(("out", tag))
+
+    await asyncio.gather(hold("k", "1"), hold("k", "2"), hold("j", "3"))
+    first_two = [tag for step, tag in order if tag in "12"]
+    assert first_two in (["1", "1", "2", "2"], ["2", "2", "1", "1"])
+    assert locks._locks == {}
