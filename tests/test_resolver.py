@@ -105,7 +105,7 @@ async def test_the_custom_field_is_looked_up_first(rig: Rig) -> None:
 
 async def test_guests_use_the_default_company(rig: Rig) -> None:
     assert (await rig.resolver.resolve(draft(None), MATCH)).company_id == 1
-    with pytest.raises(ResolutionError, match="guest order and no options.default_company_id"):
+    with pytest.raises(ResolutionError, match=r"guest order and no options\.default_company_id"):
         await rig.resolver.resolve(draft(None), InvoiceOptions(company="match"))
 
 
