@@ -145,7 +145,7 @@ def cmd_map(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     source = _source(settings, args.source)
-    if source.options.company_id is None:
+    if source.options.company == "fixed" and source.options.company_id is None:
         print(
             f"note: sources.{source.name}.options.company_id is not set; using 1 for this dry run",
             file=sys.stderr,

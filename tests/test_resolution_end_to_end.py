@@ -184,3 +184,24 @@ def test_an_unknown_sku_is_dead_until_the_product_exists_then_replays(
     assert event["status"] == "created", event
     skus = [item["sku"] for item in invoice(sandbox, event["invoice_id"])["items"]]
     assert skus == ["GLOVE-L", "HAT-S"]
+
+
+def test_map_shows_references_and_resolves_on_request(
+    services: tuple[Process, Process, Path], tmp_path: Path
+) -> None:
+    _, _, config = services
+    order = tmp_path / "order.json"
+    order.write_bytes(order_from(9300, "buyer@acme.example", [("TEE-BLACK-M", 1, "20.00")]))
+    offline = run_cli("map", "shopify", str(order), "--config", str(config), env=ENV)
+    assert offline.returncode == 0, offline.stderr
+    printed = json.loads(offline.stdout)
+    assert printed["references"]["customer"]["email"] == "buyer@acme.example"
+    assert printed["references"]["skus"] == ["TEE-BLACK-M"]
+    assert (
+        "company_id" not in printed["request"]
+        and "product_id" not in printed["request"]["items"][0]
+    )
+    resolved = run_cli("map", "shopify", str(order), "--resolve", "--config", str(config), env=ENV)
+    assert resolved.returncode == 0, resolved.stderr
+    request = json.loads(resolved.stdout)["request"]
+    assert request["company_id"] == 7 and request["items"][0]["product_id"] == 100
