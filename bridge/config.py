@@ -32,6 +32,12 @@ DEFAULT_SCHEME: dict[str, Scheme] = {
     "partner": "standard-webhooks",
 }
 
+# The topics that create invoices by default, per built-in mapping; other mappings take any.
+DEFAULT_TOPICS: dict[str, tuple[str, ...]] = {
+    "shopify": ("orders/create",),
+    "woocommerce": ("order.created", "order.updated"),
+}
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -96,7 +102,7 @@ class SourceConfig(_Section):
     mapping: str | None = None
     verify: Scheme | None = None
     secret_env: str | None = None
-    topics: list[str] = Field(default_factory=lambda: ["orders/create"])
+    topics: list[str] | None = None  # default: the mapping's own (DEFAULT_TOPICS); [] = any
     strict_answers: bool | None = None
     allowed_shops: list[str] = Field(default_factory=list)
     tag_topics: dict[str, str] = Field(default_factory=dict)
@@ -208,7 +214,9 @@ def _build_source(name: str, raw: SourceConfig, environ: MappingABC[str, str]) -
         mapping=mapping,
         scheme=scheme,
         secrets=_secrets(secret_env, environ) if scheme != "none" else (),
-        topics=tuple(raw.topics),
+        topics=tuple(raw.topics)
+        if raw.topics is not None
+        else DEFAULT_TOPICS.get(mapping.name, ()),
         strict_answers=strict,
         allowed_shops=frozenset(shop.lower() for shop in raw.allowed_shops),
         options=options,

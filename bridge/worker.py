@@ -214,7 +214,7 @@ class Worker:
             await self._end(event, DEAD, f"source {event.source!r} is no longer configured")
             return
         known_topics = (*source.topics, *source.options.tag_topics)
-        if event.topic and event.topic not in known_topics:
+        if event.topic and source.topics and event.topic not in known_topics:
             topics = ", ".join(known_topics) or "none"
             await self._end(
                 event, SKIPPED, f"topic {event.topic} does not create invoices ({topics} do)"
