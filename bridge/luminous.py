@@ -115,6 +115,12 @@ class LuminousClient:
         filters = (("customer_po_number[eq]", customer_po_number),)
         return await self._find(Invoice, "/invoices", subject, filters)
 
+    async def find_invoices_by_custom_field(self, label: str, value: str) -> list[Invoice]:
+        """Every invoice whose custom field `label` is exactly `value` (documented filter)."""
+        subject = f"the search for invoices with {label} {value!r}"
+        filters = ((f"custom_fields.{label}[eq]", value),)
+        return await self._find(Invoice, "/invoices", subject, filters)
+
     async def add_invoice_tags(self, invoice_id: int, tags: list[str]) -> list[str]:
         """Attach tags to an invoice, keeping its others; returns all its tag names."""
         subject = f"the tags {tags!r} for invoice {invoice_id}"

@@ -48,6 +48,9 @@ class InvoiceOptions(BaseModel):
     # A line whose SKU Luminous does not know: end the event dead, or create the product.
     unknown_sku: Literal["fail", "create"] = "fail"
     fallback_sku: str | None = None  # for lines with no SKU at all (custom items, tips)
+    # An invoice custom field that carries the order ID, so a lost answer is found by it
+    # (more exact than the PO number). The field must exist in Luminous for invoices.
+    invoice_custom_field: str | None = None
     # Later events in an order's life (a topic, or a status for some sources) → invoice tag.
     # Filled from `[sources.X.tag_topics]`.
     tag_topics: dict[str, str] = Field(default_factory=dict)

@@ -30,7 +30,15 @@ from bridge.errors import (
     UnknownOutcome,
 )
 from bridge.invoice import Invoice, InvoiceRequest, request_total
-from bridge.mapping import Delivery, Draft, Skip, Tag, check_currency, reconcile_totals
+from bridge.mapping import (
+    Delivery,
+    Draft,
+    InvoiceOptions,
+    Skip,
+    Tag,
+    check_currency,
+    reconcile_totals,
+)
 from bridge.resolver import CatalogClient, ResolutionError, Resolver
 from bridge.retry import RetryPolicy
 from bridge.store.base import DEAD, REJECTED, SKIPPED, TAGGED, Event, OrderKey, Store
@@ -50,6 +58,8 @@ class InvoiceClient(CatalogClient, Protocol):
     async def add_invoice_tags(self, invoice_id: int, tags: list[str]) -> list[str]: ...
 
     async def find_invoices(self, *, customer_po_number: str) -> list[Invoice]: ...
+
+    async def find_invoices_by_custom_field(self, label: str, value: str) -> list[Invoice]: ...
 
     async def check_token(self) -> None: ...
 
@@ -279,7 +289,7 @@ class Worker:
         sending = False
         try:
             if unknown_before:
-                found = await self._find_existing(draft)
+                found = await self._find_existing(draft, source.options)
                 if found is not None:
                     await self.store.note(
                         event.id, "adopted", f"found invoice {found.id} in Luminous"
@@ -287,6 +297,10 @@ class Worker:
                     await self._complete(event, key, found.id, draft)
                     return
             request = await self.resolver.resolve(draft, source.options)
+            label = source.options.invoice_custom_field
+            if label:
+                fields = {**(request.custom_fields or {}), label: draft.order_id}
+                request = request.model_copy(update={"custom_fields": fields})
             await self.store.mark_sent(key, event.id)
             sending = True
             invoice = await self.client.create_invoice(request)
@@ -340,13 +354,18 @@ class Worker:
         else:
             await self._end(event, DEAD, f"{refused}: {exc}")
 
-    async def _find_existing(self, draft: Draft) -> Invoice | None:
-        """The invoice an earlier send may have created: same PO number, date and total."""
-        po_number = draft.request.customer_po_number
-        if not po_number:
+    async def _find_existing(self, draft: Draft, options: InvoiceOptions) -> Invoice | None:
+        """The invoice an earlier send may have created: same order reference, date, total."""
+        label = options.invoice_custom_field
+        if label:
+            candidates = await self.client.find_invoices_by_custom_field(label, draft.order_id)
+        elif draft.request.customer_po_number:
+            po_number = draft.request.customer_po_number
+            candidates = await self.client.find_invoices(customer_po_number=po_number)
+        else:
             return None
         total = request_total(draft.request)
-        for invoice in await self.client.find_invoices(customer_po_number=po_number):
+        for invoice in candidates:
             if invoice.order_day == draft.request.order_date and invoice.total == total:
                 return invoice
         return None

@@ -4,6 +4,7 @@ unknown outcomes, a refused token, exhausted retries and two deliveries racing."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 from collections.abc import AsyncIterator, Callable
@@ -35,9 +36,11 @@ class FaultyTransport(httpx.AsyncBaseTransport):
         self.before: Fault | None = None
         self.lose_answers = 0
         self.requests: list[tuple[str, str]] = []
+        self.queries: list[str] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append((request.method, request.url.path))
+        self.queries.append(request.url.query.decode())
         if self.before is not None:
             answer = self.before(request)
             if answer is not None:
@@ -190,3 +193,23 @@ async def test_two_deliveries_of_one_order_racing_make_one_invoice(rig: Rig) -> 
     assert one.invoice_id == two.invoice_id
     original, duplicate = (one, two) if two.duplicate_of else (two, one)
     assert original.duplicate_of is None and duplicate.duplicate_of == original.id
+
+
+async def test_a_lost_answer_is_found_by_the_invoice_custom_field(rig: Rig) -> None:
+    source = rig.settings.sources["shopify"]
+    options = source.options.model_copy(update={"invoice_custom_field": "Shopify Order ID"})
+    sources = {"shopify": dataclasses.replace(source, options=options)}
+    rig.worker.settings = dataclasses.replace(rig.settings, sources=sources)
+    rig.transport.lose_answers = 1
+    event = await rig.deliver(body(shopify_order(820982911946154508)), "g")
+    await rig.settle(event.id, 0.2)
+    settled = await wait_for_status(rig, event.id, CREATED)
+    assert settled.status == CREATED and len(rig.sandbox.invoices) == 1
+    invoice = rig.sandbox.invoices[settled.invoice_id]
+    assert invoice["custom_fields"] == {"Shopify Order ID": "820982911946154508"}
+    lookups = [
+        path
+        for method, path in rig.transport.requests
+        if method == "GET" and path.endswith("/invoices")
+    ]
+    assert len(lookups) == 1
