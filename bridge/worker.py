@@ -86,7 +86,9 @@ class Worker:
         self.poll_interval = poll_interval
         self.probe_interval = probe_interval
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.lease = settings.config.luminous.timeout * 2 + 20
+        # Outlasts any one Luminous request (and is renewed while work is in flight), so no
+        # second worker sends while this one still may.
+        self.lease = settings.config.luminous.timeout * 3 + 5
         self.paused: str | None = None
         self.draining = False
         self._slots = asyncio.Semaphore(settings.config.luminous.max_concurrency)
