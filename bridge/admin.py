@@ -14,8 +14,10 @@ from starlette.routing import Route
 from bridge.config import Settings
 from bridge.errors import StoreError
 from bridge.responses import BridgeJSON, error
-from bridge.store.base import SCHEMA_VERSION, STATUSES, Store
+from bridge.store.base import REPLAYABLE, SCHEMA_VERSION, STATUSES, Store
 from bridge.worker import Worker
+
+MAX_EVENT_ID = 2**63 - 1  # the store's integer keys are signed 64-bit
 
 
 def _authorized(request: Request, token: str) -> bool:
@@ -117,17 +119,23 @@ class Admin:
         return BridgeJSON({"data": [event.summary() for event in events]})
 
     async def show_event(self, request: Request) -> Response:
-        view = await event_view(self.store, request.path_params["event_id"])
+        event_id = request.path_params["event_id"]
+        view = await event_view(self.store, event_id) if event_id <= MAX_EVENT_ID else None
         if view is None:
             return error(404, "not_found", "no such event")
         return BridgeJSON(view)
 
     async def replay_event(self, request: Request) -> Response:
         event_id = request.path_params["event_id"]
-        try:
-            event = await self.store.replay(event_id)
-        except StoreError as exc:
-            status = 404 if "does not exist" in str(exc) else 409
-            return error(status, "not_replayable", str(exc))
+        event = await self.store.get(event_id) if event_id <= MAX_EVENT_ID else None
+        if event is None:
+            return error(404, "not_found", "no such event")
+        if event.status not in REPLAYABLE:
+            return error(
+                409,
+                "not_replayable",
+                f"event {event_id} is {event.status}; only dead or rejected events replay",
+            )
+        event = await self.store.replay(event_id)
         self.worker.kick(event.id)
         return BridgeJSON(event.summary(), status_code=202)

@@ -105,6 +105,8 @@ def answer(event: Event, source: Source, *, repeat: bool) -> BridgeJSON:
         if source.strict_answers and event.status in (DEAD, REJECTED):
             return error(422, event.status, event.reason or event.status, event.details)
         body = {"event_id": event.id, "status": event.status, "reason": event.reason}
+        if event.invoice_id is not None:  # a tagged event names the invoice it tagged
+            body["invoice_id"] = event.invoice_id
         if repeat:
             body["duplicate"] = True
         return BridgeJSON(body, status_code=200)
