@@ -52,6 +52,13 @@ async def _purge_forever(store: Store, retention_days: int) -> None:
         await asyncio.sleep(PURGE_INTERVAL)
 
 
+async def _partner_schema(request: Request) -> Response:
+    """The partner order format as JSON Schema, for partners to validate against."""
+    from mappings.partner import SCHEMA_PATH
+
+    return Response(SCHEMA_PATH.read_bytes(), media_type="application/schema+json")
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     return error(404, "not_found", f"no route for {request.method} {request.url.path}")
 
@@ -118,6 +125,7 @@ def create_app(
 
     routes: list[BaseRoute] = [
         Route("/webhooks/{source}", webhooks.handle, methods=["POST"]),
+        Route("/schemas/partner-order.json", _partner_schema, methods=["GET"]),
         *admin.routes(),
     ]
     if sandbox_routes is not None:

@@ -56,7 +56,14 @@ class MappingError(BridgeError):
 
 
 class InvoiceError(BridgeError):
-    """A mapped invoice that must not reach Luminous (totals that do not reconcile, currency)."""
+    """A mapped invoice that must not reach Luminous (totals that do not reconcile, currency).
+
+    `details` lists (field, problem) pairs, answered to partners that wait for the invoice.
+    """
+
+    def __init__(self, message: str, details: Sequence[tuple[str, str]] = ()) -> None:
+        self.details = list(details)
+        super().__init__(message)
 
 
 class LuminousError(BridgeError):

@@ -161,9 +161,11 @@ def reconcile_totals(draft: Draft) -> None:
     """Refuse a draft whose Luminous total would differ from the order's total."""
     computed = request_total(draft.request)
     if computed != draft.expected_total:
+        difference = computed - draft.expected_total
         raise InvoiceError(
             f"totals do not reconcile: the order's total is {draft.expected_total}, "
-            f"the invoice would total {computed} (difference {computed - draft.expected_total})"
+            f"the invoice would total {computed} (difference {difference})",
+            [("total", f"is {draft.expected_total}, but the invoice would total {computed}")],
         )
 
 
@@ -173,5 +175,6 @@ def check_currency(draft: Draft, options: InvoiceOptions) -> None:
     if wanted and draft.currency and draft.currency.upper() != wanted.upper():
         raise InvoiceError(
             f"order currency {draft.currency} is not the configured currency {wanted}; "
-            "a Luminous invoice carries no currency, so it is not sent"
+            "a Luminous invoice carries no currency, so it is not sent",
+            [("currency", f"is {draft.currency}, this source takes {wanted}")],
         )

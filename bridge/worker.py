@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -96,6 +97,7 @@ class Worker:
         self._changed: dict[int, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._sending: set[int] = set()  # events whose POST /invoices is in flight
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -178,6 +180,8 @@ class Worker:
 
     async def _claim_and_process(self, event_id: int) -> None:
         async with self._slots:
+            if self.draining:  # waited for a slot while the drain began
+                return
             event = await self.store.claim(event_id, self.owner, self.lease)
             if event is not None:
                 await self._process(event)
@@ -202,10 +206,33 @@ class Worker:
                 await self.store.defer(
                     event.id, self.owner, delay=self.poll_interval * 30, reason="internal error"
                 )
+        except asyncio.CancelledError:
+            await self._give_back(event)
+            raise
         finally:
             keeper.cancel()
+            self._sending.discard(event.id)
             self._notify(event.id)
             self._wake.set()
+
+    async def _give_back(self, event: Event) -> None:
+        """The drain cut this event short: hand it back instead of holding it for a lease.
+
+        If its invoice was being sent, that send may still land after we hung up, so it is
+        due only once a send could have landed (the wait a timeout gets); then it looks the
+        invoice up first. Otherwise it is due again at once.
+        """
+        delay = 0.0
+        with contextlib.suppress(StoreError):
+            if event.id in self._sending:
+                delay = self.settings.config.luminous.timeout + UNKNOWN_OUTCOME_DELAY
+                reason = "shutdown while sending the invoice; it is looked up before any resend"
+                await self.store.defer(
+                    event.id, self.owner, delay=delay, reason=reason, counted=False
+                )
+            else:
+                await self.store.release(event.id, self.owner)
+        log.info("event=%s handed back at shutdown, due in %.0fs", event.id, delay)
 
     async def _keep_lease(self, event_id: int) -> None:
         while True:
@@ -268,13 +295,15 @@ class Worker:
             check_currency(result, source.options)
             reconcile_totals(result)
         except InvoiceError as exc:
-            await self._end(event, DEAD, str(exc))
+            details = [{"field": field, "problem": problem} for field, problem in exc.details]
+            await self._end(event, DEAD, str(exc), details)
             return None
         return result
 
     async def _invoice(self, event: Event, source: Source, draft: Draft) -> None:
         key = OrderKey(event.source, event.shop, draft.order_id)
         claim = await self.store.claim_order(key, event.id, self.lease, draft.order_name)
+        event = dataclasses.replace(event, order_id=draft.order_id, order_name=draft.order_name)
         if claim.invoice_id is not None:
             await self._complete(event, key, claim.invoice_id, draft)
             return
@@ -305,6 +334,7 @@ class Worker:
                 request = request.model_copy(update={"custom_fields": fields})
             await self.store.mark_sent(key, event.id)
             sending = True
+            self._sending.add(event.id)  # until `_process` ends: a drain must know
             invoice = await self.client.create_invoice(request)
         except ResolutionError as exc:
             if not unknown_before:

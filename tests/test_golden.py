@@ -22,7 +22,7 @@ import pytest
 from bridge import wire
 from bridge.errors import ConfigError, MappingError
 from bridge.invoice import request_total
-from bridge.mapping import Delivery, Draft, Mapping, load_mapping
+from bridge.mapping import Delivery, Draft, Mapping, Tag, load_mapping
 
 GOLDEN = Path(__file__).parent / "golden"
 DEFAULT_OPTIONS = {"company_id": 42, "payment_terms": "Due on receipt"}
@@ -65,6 +65,14 @@ def outcome(case: Path) -> dict[str, Any]:
     except MappingError as exc:
         details = [{"field": field, "problem": problem} for field, problem in exc.details]
         return {"result": "error", "message": exc.message, "details": details}
+    if isinstance(result, Tag):
+        return {
+            "result": "tag",
+            "order_id": result.order_id,
+            "order_name": result.order_name,
+            "tag": result.tag,
+            "reason": result.reason,
+        }
     if not isinstance(result, Draft):
         return {"result": "skip", "reason": result.reason}
     total = request_total(result.request)
