@@ -18,9 +18,10 @@ from decimal import Decimal
 from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.errors import ConfigError, InvoiceError
+from bridge.errors import ConfigError, InvoiceError, MappingError
 from bridge.invoice import InvoiceRequest, ShipTo, request_total
 
 ENTRY_POINT_GROUP = "bridge.mappings"
@@ -155,6 +156,30 @@ def load_mapping(name: str, *, key: str = "mapping") -> Mapping:
     if not isinstance(obj, Mapping):
         raise ConfigError(key, f"{target!r} is not a mapping (needs name, options_model, map)")
     return obj
+
+
+def invoice_request(
+    values: dict[str, Any], options: InvoiceOptions, subject: str
+) -> InvoiceRequest:
+    """The request from a mapping's values plus what every invoice takes from the options.
+
+    A value the model refuses becomes a `MappingError` naming its field, so a mapping that
+    missed a bound still answers `rejected`, never crashes.
+    """
+    values = {
+        "company_id": options.company_id,
+        "payment_terms": options.payment_terms,
+        "warehouse_id": options.warehouse_id,
+        "sales_channel_id": options.sales_channel_id,
+        "revenue_account_id": options.revenue_account_id,
+        "invoice_export_template_id": options.invoice_export_template_id,
+        **values,
+    }
+    try:
+        return InvoiceRequest.model_validate(values)
+    except pydantic.ValidationError as exc:
+        details = [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
+        raise MappingError(f"{subject} gives an invalid invoice", details) from exc
 
 
 def reconcile_totals(draft: Draft) -> None:

@@ -27,8 +27,16 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic_core import ErrorDetails
 
 from bridge.errors import MappingError
-from bridge.invoice import InvoiceItem, InvoiceRequest, ShipTo
-from bridge.mapping import CustomerRef, Delivery, Draft, InvoiceOptions, Skip, Tag
+from bridge.invoice import InvoiceItem, ShipTo
+from bridge.mapping import (
+    CustomerRef,
+    Delivery,
+    Draft,
+    InvoiceOptions,
+    Skip,
+    Tag,
+    invoice_request,
+)
 from mappings.shopify_fields import describe
 
 __all__ = ["SCHEMA", "SCHEMA_PATH", "PartnerMapping", "PartnerOrder", "mapping", "parse_order"]
@@ -404,11 +412,9 @@ def _cancellation(order: PartnerOrder, options: InvoiceOptions) -> Tag | Skip:
 def _draft(order: PartnerOrder, options: InvoiceOptions) -> Draft:
     name = order.order_number or order.order_id
     tags = list(dict.fromkeys([*(order.tags or []), *options.tags]))
-    request = InvoiceRequest(
-        company_id=options.company_id,
-        order_date=order.order_date,
-        payment_terms=options.payment_terms,
-        items=[
+    values = {
+        "order_date": order.order_date,
+        "items": [
             InvoiceItem(
                 quantity=line.quantity,
                 unit_price=line.unit_price,
@@ -417,22 +423,19 @@ def _draft(order: PartnerOrder, options: InvoiceOptions) -> Draft:
             )
             for line in order.lines
         ],
-        ship_by_date=order.ship_by_date,
-        customer_po_number=options.po_prefix + name,
-        public_note=order.note,
-        private_note=order.private_note,
-        total_shipping=order.shipping,
-        tax_amount=order.tax,
-        order_discount_amount=order.discount,
-        warehouse_id=options.warehouse_id,
-        sales_channel_id=options.sales_channel_id,
-        revenue_account_id=options.revenue_account_id,
-        invoice_export_template_id=options.invoice_export_template_id,
-        alternate_ids=[f"partner:{order.order_id}"],
-        tags=tags or None,
-        custom_fields=order.custom_fields or None,
-        ship_to=order.ship_to.ship_to() if order.ship_to else None,
-    )
+        "ship_by_date": order.ship_by_date,
+        "customer_po_number": options.po_prefix + name,
+        "public_note": order.note,
+        "private_note": order.private_note,
+        "total_shipping": order.shipping,
+        "tax_amount": order.tax,
+        "order_discount_amount": order.discount,
+        "alternate_ids": [f"partner:{order.order_id}"],
+        "tags": tags or None,
+        "custom_fields": order.custom_fields or None,
+        "ship_to": order.ship_to.ship_to() if order.ship_to else None,
+    }
+    request = invoice_request(values, options, f"partner order {order.order_id}")
     return Draft(
         order_id=order.order_id,
         request=request,

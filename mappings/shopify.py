@@ -24,11 +24,17 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-import pydantic
-
 from bridge.errors import MappingError
-from bridge.invoice import InvoiceRequest, ShipTo
-from bridge.mapping import CustomerRef, Delivery, Draft, InvoiceOptions, Skip, Tag
+from bridge.invoice import ShipTo
+from bridge.mapping import (
+    CustomerRef,
+    Delivery,
+    Draft,
+    InvoiceOptions,
+    Skip,
+    Tag,
+    invoice_request,
+)
 from mappings.shopify_fields import ZERO, FieldReader, describe
 
 __all__ = ["ShopifyMapping", "ShopifyOptions", "mapping", "unit_prices"]
@@ -163,9 +169,7 @@ class OrderTranslation:
         name = fields.text(order, "name", "")
         expected_total = fields.amount(order, "total_price", "")
         values: dict[str, Any] = {
-            "company_id": self.options.company_id,
             "order_date": self._order_date(),
-            "payment_terms": self.options.payment_terms,
             "customer_po_number": self.options.po_prefix + (name or self._fallback_name()),
             "alternate_ids": [f"shopify:{self.order_id}"],
             "items": self._items(),
@@ -175,21 +179,11 @@ class OrderTranslation:
             "ship_to": self._ship_to(),
             "tags": self._tags(),
             "public_note": fields.text(order, "note", ""),
-            "warehouse_id": self.options.warehouse_id,
-            "sales_channel_id": self.options.sales_channel_id,
-            "revenue_account_id": self.options.revenue_account_id,
-            "invoice_export_template_id": self.options.invoice_export_template_id,
         }
         currency = self._currency()
         fields.flag(order, "test", "")  # a "test" that is not a boolean was not understood
         fields.raise_problems(f"Shopify order {self.order_id}")
-        try:
-            request = InvoiceRequest.model_validate(values)
-        except pydantic.ValidationError as exc:  # a bound this module failed to check first
-            details = [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
-            raise MappingError(
-                f"Shopify order {self.order_id} gives an invalid invoice", details
-            ) from exc
+        request = invoice_request(values, self.options, f"Shopify order {self.order_id}")
         return Draft(
             order_id=self.order_id,
             request=request,

@@ -31,12 +31,19 @@ import re
 from decimal import Decimal
 from typing import Any
 
-import pydantic
 from pydantic import Field
 
 from bridge.errors import MappingError
-from bridge.invoice import InvoiceRequest, ShipTo
-from bridge.mapping import CustomerRef, Delivery, Draft, InvoiceOptions, Skip, Tag
+from bridge.invoice import ShipTo
+from bridge.mapping import (
+    CustomerRef,
+    Delivery,
+    Draft,
+    InvoiceOptions,
+    Skip,
+    Tag,
+    invoice_request,
+)
 from mappings.shopify import unit_prices
 from mappings.shopify_fields import ZERO, describe
 from mappings.woocommerce_fields import OrderFields
@@ -135,9 +142,7 @@ class OrderTranslation:
         items, line_discounts = self._lines()
         fee_items, fee_discounts = self._fees()
         values: dict[str, Any] = {
-            "company_id": self.options.company_id,
             "order_date": self._order_date(),
-            "payment_terms": self.options.payment_terms,
             "customer_po_number": self.options.po_prefix + name,
             "alternate_ids": [f"woocommerce:{self.order_id}"],
             "items": items + fee_items,
@@ -147,21 +152,11 @@ class OrderTranslation:
             "ship_to": fields.address(fields.record(order, "shipping", ""), "shipping"),
             "tags": list(dict.fromkeys(self.options.tags)) or None,
             "public_note": fields.text(order, "customer_note", ""),
-            "warehouse_id": self.options.warehouse_id,
-            "sales_channel_id": self.options.sales_channel_id,
-            "revenue_account_id": self.options.revenue_account_id,
-            "invoice_export_template_id": self.options.invoice_export_template_id,
         }
         currency = self._currency()
         customer = self._customer()
         fields.raise_problems(f"WooCommerce order {self.order_id}")
-        try:
-            request = InvoiceRequest.model_validate(values)
-        except pydantic.ValidationError as exc:  # a bound this module failed to check first
-            details = [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
-            raise MappingError(
-                f"WooCommerce order {self.order_id} gives an invalid invoice", details
-            ) from exc
+        request = invoice_request(values, self.options, f"WooCommerce order {self.order_id}")
         return Draft(
             order_id=self.order_id,
             request=request,
