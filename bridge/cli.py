@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -70,9 +71,24 @@ def _configure_logging() -> None:
 # -- serve / sandbox ---------------------------------------------------------
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _exit_drained(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _run_server(app: Any, host: str, port: int) -> None:
+    """Serve until SIGTERM or Ctrl-C; a SIGTERM that drained cleanly exits 0.
+
+    The server drains on SIGTERM, then sends the signal again to whatever handler was there
+    before it; with the default one the process would die by the signal (exit 143) after a
+    clean drain, which orchestrators report as a failure.
+    """
     import uvicorn
 
+    signal.signal(signal.SIGTERM, _exit_drained)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
     from bridge.app import create_app
 
     settings = _settings(args)
@@ -98,13 +114,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(
         settings, sandbox_routes=sandbox_routes, luminous_url=luminous_url, luminous_token=token
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    _run_server(app, args.host, args.port)
     return 0
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from bridge.sandbox import SandboxSettings, create_sandbox_app
 
     settings = SandboxSettings(
@@ -123,7 +137,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     _configure_logging()
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    _run_server(app, args.host, args.port)
     return 0
 
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from bridge.verify import SCHEMES
 from bridge.wire import loads
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -117,7 +121,9 @@ def sign_and_post(
     return httpx.post(f"{url}/webhooks/{source}", content=body, headers=headers, timeout=timeout)
 
 
-def sandbox_invoices(sandbox_url: str, **params: Any) -> list[dict[str, Any]]:
+def sandbox_invoices(
+    sandbox_url: str, *, token: str = "test-token", **params: Any
+) -> list[dict[str, Any]]:
     """Every invoice the sandbox holds (all pages)."""
     invoices: list[dict[str, Any]] = []
     page = 1
@@ -125,7 +131,7 @@ def sandbox_invoices(sandbox_url: str, **params: Any) -> list[dict[str, Any]]:
         answer = httpx.get(
             f"{sandbox_url}/external/api/v1/invoices",
             params={"per_page": 100, "page": page, **params},
-            headers={"Authorization": "Bearer test-token"},
+            headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
         answer.raise_for_status()
@@ -134,3 +140,124 @@ def sandbox_invoices(sandbox_url: str, **params: Any) -> list[dict[str, Any]]:
         if page >= body["meta"]["last_page"]:
             return invoices
         page += 1
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    """A TOML configuration file from `{"server": {...}, "sources.shopify": {...}, ...}`."""
+    lines: list[str] = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def wait_until(
+    condition: Callable[[], T | None], timeout: float, interval: float = 0.2
+) -> T | None:
+    """Poll `condition` until it returns something truthy; None when `timeout` runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result or time.monotonic() >= deadline:
+            return result or None
+        time.sleep(interval)
+
+
+def admin_events(bridge_url: str, admin_token: str, **params: Any) -> list[dict[str, Any]]:
+    """`GET /events` with the admin token (up to 1000, newest first)."""
+    answer = httpx.get(
+        f"{bridge_url}/events",
+        params={"limit": 1000, **params},
+        headers={"Authorization": f"Bearer {admin_token}"},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    data: list[dict[str, Any]] = loads(answer.content)["data"]
+    return data
+
+
+def sandbox_stats(sandbox_url: str) -> dict[str, Any]:
+    """The faults a sandbox process injected and the requests it saw since it started."""
+    answer = httpx.get(f"{sandbox_url}/_sandbox/stats", timeout=30)
+    answer.raise_for_status()
+    stats: dict[str, Any] = loads(answer.content)
+    return stats
+
+
+@dataclass
+class Delivered:
+    """A delivery posted until it got a 2xx, as a shop platform retries it."""
+
+    answer: httpx.Response
+    tries: int
+
+
+def deliver(
+    url: str,
+    source: str,
+    body: bytes,
+    secret: str,
+    *,
+    delivery_id: str,
+    give_up_after: float = 120.0,
+    pause: float = 0.1,
+    **signing: Any,
+) -> Delivered:
+    """Post the same signed bytes until a 2xx comes back (refused connections, 5xx, …)."""
+    deadline = time.monotonic() + give_up_after
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            answer = sign_and_post(url, source, body, secret, delivery_id=delivery_id, **signing)
+            if answer.is_success:
+                return Delivered(answer, tries)
+            failure = f"HTTP {answer.status_code}: {answer.text[:200]}"
+        except httpx.HTTPError as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"delivery {delivery_id} got no 2xx in {tries} tries: {failure}")
+        time.sleep(pause)
+
+
+def bridge_config(
+    directory: Path, sandbox_port: int, overrides: dict[str, dict[str, Any]] | None = None
+) -> Path:
+    """`directory/bridge.toml`: its own SQLite store, the sandbox on `sandbox_port`, and a
+    `shopify` source; `overrides` replace keys section by section (`{"server": {...}}`)."""
+    sections: dict[str, dict[str, Any]] = {
+        "server": {"respond_within": 0.5},
+        "store": {"url": f"sqlite:///{directory / 'bridge.db'}"},
+        "luminous": {
+            "base_url": f"http://127.0.0.1:{sandbox_port}/external/api/v1",
+            "timeout": 2.0,
+            "max_requests_per_second": 0,
+        },
+        "retry": {"base_delay": 0.05, "max_delay": 1.0},
+        "sources.shopify": {"secret_env": "SHOPIFY_WEBHOOK_SECRET"},
+        "sources.shopify.options": {"company_id": 1, "payment_terms": "Due on receipt"},
+    }
+    for name, values in (overrides or {}).items():
+        sections[name] = {**sections.get(name, {}), **values}
+    return write_config(directory / "bridge.toml", sections)
+
+
+def sandbox_process(directory: Path, port: int, *flags: str) -> Process:
+    """`bridge sandbox` seeded with the products `tests.orders` uses, its state kept in
+    `directory` across restarts (not started yet)."""
+    from tests.orders import seed
+
+    seed_file = directory / "seed.json"
+    if not seed_file.exists():
+        seed_file.write_text(json.dumps(seed()))
+    args = ["sandbox", "--port", str(port), "--seed", str(seed_file)]
+    args += ["--state", str(directory / "sandbox-state.json"), *flags]
+    return Process(args, port, directory / "sandbox.log")
+
+
+def bridge_process(config: Path, port: int, env: dict[str, str]) -> Process:
+    """`bridge serve --config F` logging next to its configuration (not started yet)."""
+    args = ["serve", "--config", str(config), "--port", str(port)]
+    return Process(args, port, config.parent / "bridge.log", env=env)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +29,8 @@ from bridge.sandbox.state import Clock, Record, SandboxState, utc_now
 from bridge.sandbox.validation import validate_invoice
 
 API_PREFIX = "/external/api/v1"
+STATS_PATH = "/_sandbox/stats"
+REQUESTS_KEPT = 20_000  # recent API requests listed by the stats route
 
 
 class Sandbox:
@@ -47,6 +51,9 @@ class Sandbox:
         # Faults hit what the bridge's client sends and retries; setting up a catalogue or
         # replacing tags by hand is spared, so a test's own setup does not fail at random.
         self._unfaulted: set[Handler] = {self._post_product, self._replace_tags}
+        # (arrival Unix time, method, path, status) of recent API requests, for the stats
+        # route: tests read the pace and the answers the bridge got from outside its process.
+        self.requests: deque[tuple[float, str, str, int]] = deque(maxlen=REQUESTS_KEPT)
 
     @property
     def invoices(self) -> dict[int, Record]:
@@ -120,7 +127,24 @@ class Sandbox:
             endpoint.on(method, handler)
         return Route(path, endpoint)
 
+    def stats(self) -> dict[str, Any]:
+        """Faults injected and recent requests since this sandbox started."""
+        return {
+            "faults": dict(self.faults.counts),
+            "invoices": len(self.state.invoices),
+            "requests": [
+                {"at": at, "method": method, "path": path, "status": status}
+                for at, method, path, status in self.requests
+            ],
+        }
+
     async def _serve(self, request: Request, handler: Handler) -> Response:
+        arrived = time.time()
+        response = await self._answer(request, handler)
+        self.requests.append((arrived, request.method, request.url.path, response.status_code))
+        return response
+
+    async def _answer(self, request: Request, handler: Handler) -> Response:
         await self.faults.delay()
         if not self._authorised(request):
             return message(401, "Unauthenticated.")
@@ -281,11 +305,15 @@ def _by_id(record: Record) -> int:
 
 
 def create_sandbox_app(settings: SandboxSettings) -> Starlette:
-    """A standalone sandbox: the API under `/external/api/v1`, and `GET /healthz`."""
+    """A standalone sandbox: the API under `/external/api/v1`, `GET /healthz`, and
+    `GET /_sandbox/stats` (faults injected, recent requests; unauthenticated, never faulted)."""
     sandbox = Sandbox(settings)
 
     async def healthz(request: Request) -> Response:
         return answer(200, {"status": "ok"})
+
+    async def stats(request: Request) -> Response:
+        return answer(200, sandbox.stats())
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -293,7 +321,11 @@ def create_sandbox_app(settings: SandboxSettings) -> Starlette:
         return message(exc.status_code, text, exc.headers)
 
     app = Starlette(
-        routes=[Route("/healthz", healthz), Mount(API_PREFIX, routes=sandbox.routes())],
+        routes=[
+            Route("/healthz", healthz),
+            Route(STATS_PATH, stats),
+            Mount(API_PREFIX, routes=sandbox.routes()),
+        ],
         exception_handlers={HTTPException: http_error},
     )
     app.state.sandbox = sandbox
