@@ -63,7 +63,11 @@ class LuminousClient:
         self._base_url = base_url
         self._errors = ErrorTranslator(token)
         self._slots = asyncio.Semaphore(max_concurrency)
-        self._rate = RateLimiter(max_requests_per_second) if max_requests_per_second else None
+        # A burst of one paces requests evenly: no second ever sees more than the limit,
+        # whichever way Luminous counts its window.
+        self._rate = (
+            RateLimiter(max_requests_per_second, burst=1) if max_requests_per_second else None
+        )
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={

@@ -347,7 +347,7 @@ class Worker:
             refused = isinstance(exc, PermanentError) and not isinstance(exc, AuthError)
             if refused and not unknown_before:
                 await self.store.release_order(key, event.id)
-            await self._failed(event, exc, "Luminous refused the invoice")
+            await self._failed(event, exc)
             return
         await self._complete(event, key, invoice.id, draft)
 
@@ -364,13 +364,13 @@ class Worker:
         try:
             await self.client.add_invoice_tags(invoice_id, [tag.tag])
         except LuminousError as exc:
-            await self._failed(event, exc, "Luminous refused the tag")
+            await self._failed(event, exc)
             return
         reason = f"invoice {invoice_id} tagged {tag.tag!r} ({tag.reason})"
         await self.store.finish(event.id, self.owner, TAGGED, reason=reason, invoice_id=invoice_id)
         log.info("event=%s source=%s %s", event.id, event.source, reason)
 
-    async def _failed(self, event: Event, exc: LuminousError, refused: str) -> None:
+    async def _failed(self, event: Event, exc: LuminousError) -> None:
         """Luminous said no, or nothing: pause, retry or end the event, as the error says."""
         if isinstance(exc, AuthError):
             self.paused = f"Luminous refuses the API token ({exc.status}): {exc}"
@@ -384,7 +384,7 @@ class Worker:
         elif isinstance(exc, RetryableError):
             await self._retry(event, exc)
         else:
-            await self._end(event, DEAD, f"{refused}: {exc}")
+            await self._end(event, DEAD, str(exc))  # it says what Luminous refused, and why
 
     async def _find_existing(self, draft: Draft, options: InvoiceOptions) -> Invoice | None:
         """The invoice an earlier send may have created: same order reference, date, total."""
