@@ -91,8 +91,12 @@ def create_app(
         max_requests_per_second=config.luminous.max_requests_per_second or None,
         transport=transport,
     )
+    key_locks = getattr(store, "key_locks", None)  # a shared store locks across replicas
     resolver = Resolver(
-        client, cache_size=config.luminous.cache_size, cache_ttl=config.luminous.cache_ttl
+        client,
+        locks=key_locks() if key_locks else None,
+        cache_size=config.luminous.cache_size,
+        cache_ttl=config.luminous.cache_ttl,
     )
     worker = Worker(settings, store, client, resolver=resolver, **(worker_options or {}))
     runtime = Runtime(store=store, client=client, worker=worker)

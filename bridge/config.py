@@ -76,8 +76,14 @@ class StoreConfig(_Section):
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StoreConfig:
-        if not self.url.startswith(("sqlite://", "memory://")):
-            raise ValueError(f"unsupported store url {self.url!r} (use sqlite:///path)")
+        # `durability` only tunes SQLite; PostgreSQL ignores it (the server's settings decide).
+        schemes = ("sqlite://", "memory://", "postgresql://", "postgres://")
+        if not self.url.startswith(schemes):
+            scheme = self.url.partition("://")[0]  # not the whole URL: it may hold a password
+            raise ValueError(
+                f"unsupported store url scheme {scheme!r}"
+                " (use sqlite:///path or postgresql://user@host/db)"
+            )
         return self
 
 

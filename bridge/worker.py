@@ -332,7 +332,11 @@ class Worker:
             if label:
                 fields = {**(request.custom_fields or {}), label: draft.order_id}
                 request = request.model_copy(update={"custom_fields": fields})
-            await self.store.mark_sent(key, event.id)
+            if not await self.store.mark_sent(key, event.id, self.owner):
+                # Our lease lapsed (a stall longer than the lease): the event is another
+                # worker's now, and only it may send.
+                log.warning("event=%s lease lost before sending; leaving it", event.id)
+                return
             sending = True
             self._sending.add(event.id)  # until `_process` ends: a drain must know
             invoice = await self.client.create_invoice(request)
@@ -343,7 +347,7 @@ class Worker:
             return
         except LuminousError as exc:
             if sending and not isinstance(exc, UnknownOutcome):
-                await self.store.mark_sent(key, event.id, sent=False)
+                await self.store.mark_sent(key, event.id, self.owner, sent=False)
             refused = isinstance(exc, PermanentError) and not isinstance(exc, AuthError)
             if refused and not unknown_before:
                 await self.store.release_order(key, event.id)

@@ -5,17 +5,26 @@ from __future__ import annotations
 from bridge.config import StoreConfig
 from bridge.errors import ConfigError
 from bridge.store.base import Store
+from bridge.store.postgres import PostgresStore
 from bridge.store.sqlite import SQLiteStore
 
 
 def open_store(config: StoreConfig) -> Store:
-    """The backend `store.url` names (`sqlite:///path`, or `memory://` for tests and trials)."""
+    """The backend `store.url` names: `sqlite:///path`, `postgresql://user@host/db` to
+    scale out, or `memory://` for tests and trials."""
     url = config.url
     if url.startswith("sqlite:///"):
         return SQLiteStore(url.removeprefix("sqlite:///"), durability=config.durability)
     if url == "memory://":
         return SQLiteStore(":memory:", durability=config.durability)
-    raise ConfigError("store.url", f"unsupported store url {url!r} (use sqlite:///path)")
+    if url.startswith(("postgresql://", "postgres://")):
+        # `durability` is not passed: PostgreSQL's own settings decide how commits are kept.
+        return PostgresStore(url)
+    scheme = url.partition("://")[0]
+    raise ConfigError(
+        "store.url",
+        f"unsupported store url scheme {scheme!r} (use sqlite:///path or postgresql://user@host/db)",
+    )
 
 
-__all__ = ["SQLiteStore", "Store", "open_store"]
+__all__ = ["PostgresStore", "SQLiteStore", "Store", "open_store"]

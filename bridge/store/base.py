@@ -235,8 +235,12 @@ class Store(ABC):
         """Bind the event to its order and try to take the right to send its invoice."""
 
     @abstractmethod
-    async def mark_sent(self, key: OrderKey, event_id: int, sent: bool = True) -> None:
-        """Record that a send is (or is no longer) of unknown outcome, before/after it."""
+    async def mark_sent(self, key: OrderKey, event_id: int, owner: str, sent: bool = True) -> bool:
+        """Record that a send is (or is no longer) of unknown outcome, before/after it.
+
+        Marking a send requires that `owner` still holds the event's lease; False means it
+        does not, and the caller must not send: another worker has the event now.
+        """
 
     @abstractmethod
     async def complete(

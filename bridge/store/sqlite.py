@@ -397,15 +397,27 @@ class SQLiteStore(Store):
 
         return await self._write(take)
 
-    async def mark_sent(self, key: OrderKey, event_id: int, sent: bool = True) -> None:
-        def mark(db: sqlite3.Connection, now: float) -> None:
-            db.execute(
+    async def mark_sent(self, key: OrderKey, event_id: int, owner: str, sent: bool = True) -> bool:
+        def mark(db: sqlite3.Connection, now: float) -> bool:
+            cursor = db.execute(
                 "UPDATE orders SET sent = ? WHERE source = ? AND shop = ? AND order_id = ?"
-                " AND event_id = ? AND invoice_id IS NULL",
-                (int(sent), key.source, key.shop, key.order_id, event_id),
+                " AND event_id = ? AND invoice_id IS NULL AND EXISTS (SELECT 1 FROM events"
+                " WHERE id = ? AND lease_owner = ? AND status = ? AND lease_until >= ?)",
+                (
+                    int(sent),
+                    key.source,
+                    key.shop,
+                    key.order_id,
+                    event_id,
+                    event_id,
+                    owner,
+                    PROCESSING,
+                    now,
+                ),
             )
+            return cursor.rowcount == 1
 
-        await self._write(mark)
+        return await self._write(mark)
 
     async def complete(
         self, event_id: int, owner: str, key: OrderKey, invoice_id: int
