@@ -199,3 +199,33 @@ def test_the_partner_schema_is_published(bridge: tuple[Process, Path]) -> None:
     assert answer.headers["content-type"].startswith("application/schema+json")
     schema = answer.json()
     assert "order_id" in schema["required"] and "lines" in schema["properties"]
+
+
+def test_a_woocommerce_order_is_invoiced_once_it_reaches_an_invoice_status(
+    bridge: tuple[Process, Path],
+) -> None:
+    process, _ = bridge
+    order = json.loads((ROOT / "examples" / "woocommerce-order.json").read_text())
+    order["id"] = 99001
+    order["number"] = "99001"
+
+    def post(status: str, topic: str) -> httpx.Response:
+        payload = json.dumps({**order, "status": status}).encode()
+        return sign_and_post(
+            process.url,
+            "woocommerce",
+            payload,
+            WOO_SECRET,
+            scheme="woocommerce-hmac",
+            topic=topic,
+            shop="https://shop.example/",
+        )
+
+    pending = post("pending", "order.created")
+    assert pending.status_code == 200 and pending.json()["status"] == "skipped"
+    assert "pending" in pending.json()["reason"]
+    processing = post("processing", "order.updated")
+    assert processing.status_code == 201, processing.text
+    completed = post("completed", "order.updated")
+    assert completed.status_code == 200 and completed.json()["duplicate"] is True
+    assert completed.json()["invoice_id"] == processing.json()["invoice_id"]

@@ -1,0 +1,162 @@
+"""The bridge and the counting sandbox as background processes on free ports, for benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.orders import seed
+
+BENCH = Path(__file__).parent
+SHOPIFY_SECRET = "bench-shopify-secret"
+ADMIN_TOKEN = "bench-admin-token"
+BRIDGE_ENV = {
+    "SHOPIFY_WEBHOOK_SECRET": SHOPIFY_SECRET,
+    "LUMINOUS_API_TOKEN": "bench-token",
+    "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Service:
+    """One server process; its output goes to a log file so a failure can be shown."""
+
+    argv: list[str]
+    port: int
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
+    def start(self, timeout: float = 30.0) -> Service:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, *self.argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.argv} exited early:\n{self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.argv} not ready in {timeout}s:\n{self.log.read_text()}")
+
+    def memory_kib(self) -> dict[str, int]:
+        """`VmHWM` (peak resident set) and `VmRSS` from /proc, in KiB."""
+        found: dict[str, int] = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmHWM", "VmRSS"):
+                found[name] = int(value.split()[0])
+        return found
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        # After the command name: state is field 3, utime and stime are fields 14 and 15.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, so the bridge drains and closes its store; SIGKILL if it hangs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_sandbox(workdir: Path, *, latency_ms: float) -> Service:
+    """The sandbox, seeded with the products the benchmark's orders use, counting requests."""
+    seed_file = workdir / "seed.json"
+    seed_file.write_text(json.dumps(seed()))
+    port = free_port()
+    argv = [str(BENCH / "counting_sandbox.py"), "--port", str(port), "--seed", str(seed_file)]
+    argv += ["--latency", str(latency_ms)]
+    return Service(argv, port, workdir / "sandbox.log").start()
+
+
+@dataclass(frozen=True)
+class BridgeTuning:
+    """The configuration keys a benchmark varies; the rest are the shipped defaults."""
+
+    durability: str = "full"
+    respond_within: float = 3.0
+    luminous_concurrency: int = 4
+    luminous_rps: float = 0  # the shipped default (5) would cap every run at 5 invoices/s
+
+
+def write_config(workdir: Path, sandbox: Service, tuning: BridgeTuning) -> Path:
+    config = workdir / "bridge.toml"
+    config.write_text(
+        f"""
+[server]
+respond_within = {tuning.respond_within}
+
+[store]
+url = "sqlite:///{workdir / "bridge.db"}"
+durability = "{tuning.durability}"
+
+[luminous]
+base_url = "{sandbox.url}/external/api/v1"
+max_concurrency = {tuning.luminous_concurrency}
+max_requests_per_second = {tuning.luminous_rps}
+
+[sources.shopify]
+secret_env = "SHOPIFY_WEBHOOK_SECRET"
+
+[sources.shopify.options]
+company_id = 1
+payment_terms = "Due on receipt"
+"""
+    )
+    return config
+
+
+def start_bridge(workdir: Path, config: Path) -> Service:
+    """`bridge serve --config F` as a user starts it."""
+    port = free_port()
+    argv = ["-m", "bridge.cli", "serve", "--config", str(config), "--port", str(port)]
+    return Service(argv, port, workdir / "bridge.log", env=BRIDGE_ENV).start()
+
+
+def store_bytes(workdir: Path) -> dict[str, int]:
+    """Size of the SQLite store's files (main file, write-ahead log)."""
+    sizes = {}
+    for suffix in ("", "-wal"):
+        path = workdir / f"bridge.db{suffix}"
+        sizes["db" + suffix.replace("-", "_")] = path.stat().st_size if path.exists() else 0
+    return sizes
