@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,13 +44,7 @@ class Admin:
         self.settings = settings
         self.store = store
         self.worker = worker
-        self.registry = CollectorRegistry()
-        self.events = Gauge(
-            "bridge_events", "Recorded events by status", ["status"], registry=self.registry
-        )
-        self.paused = Gauge(
-            "bridge_paused", "1 while Luminous refuses the API token", registry=self.registry
-        )
+        self.series = worker.metrics
 
     def routes(self) -> list[Route]:
         return [
@@ -101,9 +95,9 @@ class Admin:
     async def metrics(self, request: Request) -> Response:
         counts = await self.store.counts()
         for status in STATUSES:
-            self.events.labels(status).set(counts.get(status, 0))
-        self.paused.set(1 if self.worker.paused else 0)
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+            self.series.events.labels(status).set(counts.get(status, 0))
+        self.series.paused.set(1 if self.worker.paused else 0)
+        return Response(generate_latest(self.series.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def list_events(self, request: Request) -> Response:
         query = request.query_params

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -132,11 +133,16 @@ class WebhookEndpoint:
             return _refusal(
                 error(404, "unknown_source", f"no source named {shown!r} is configured")
             )
+        started = time.monotonic()
         try:
-            return await self._receive(request, source)
+            response = await self._receive(request, source)
         except InputError as exc:
             log.info("source=%s refused %s: %s", name, exc.status, exc.message)
-            return _refusal(error(exc.status, exc.code, exc.message))
+            response = _refusal(error(exc.status, exc.code, exc.message))
+        metrics = self.worker.metrics
+        metrics.deliveries.labels(name, str(response.status_code)).inc()
+        metrics.answer_seconds.labels(name).observe(time.monotonic() - started)
+        return response
 
     async def _receive(self, request: Request, source: Source) -> Response:
         server = self.settings.config.server

@@ -40,6 +40,7 @@ from bridge.mapping import (
     check_currency,
     reconcile_totals,
 )
+from bridge.metrics import Metrics
 from bridge.resolver import CatalogClient, ResolutionError, Resolver
 from bridge.retry import RetryPolicy
 from bridge.store.base import DEAD, REJECTED, SKIPPED, TAGGED, Event, OrderKey, Store
@@ -76,6 +77,7 @@ class Worker:
         *,
         policy: RetryPolicy | None = None,
         resolver: Resolver | None = None,
+        metrics: Metrics | None = None,
         poll_interval: float = 1.0,
         probe_interval: float = 15.0,
     ) -> None:
@@ -84,6 +86,7 @@ class Worker:
         self.client = client
         self.policy = policy or RetryPolicy.from_config(settings.config.retry)
         self.resolver = resolver or Resolver(client)
+        self.metrics = metrics or Metrics()
         self.poll_interval = poll_interval
         self.probe_interval = probe_interval
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -372,10 +375,12 @@ class Worker:
             return
         reason = f"invoice {invoice_id} tagged {tag.tag!r} ({tag.reason})"
         await self.store.finish(event.id, self.owner, TAGGED, reason=reason, invoice_id=invoice_id)
+        self.metrics.outcomes.labels(event.source, TAGGED).inc()
         log.info("event=%s source=%s %s", event.id, event.source, reason)
 
     async def _failed(self, event: Event, exc: LuminousError) -> None:
         """Luminous said no, or nothing: pause, retry or end the event, as the error says."""
+        self.metrics.luminous_failures.labels(_failure_kind(exc)).inc()
         if isinstance(exc, AuthError):
             self.paused = f"Luminous refuses the API token ({exc.status}): {exc}"
             log.error("work paused: %s", self.paused)
@@ -418,6 +423,7 @@ class Worker:
         delay = max(floor, self.policy.delay(attempts, exc.retry_after))
         await self.store.note(event.id, "retry", str(exc), delay)
         await self.store.defer(event.id, self.owner, delay=delay, reason=str(exc))
+        self.metrics.outcomes.labels(event.source, "retrying").inc()
         log.warning(
             "event=%s order=%s attempt=%s retry_in=%.1fs: %s",
             event.id,
@@ -430,6 +436,8 @@ class Worker:
     async def _complete(self, event: Event, key: OrderKey, invoice_id: int, draft: Draft) -> None:
         done, original = await self.store.complete(event.id, self.owner, key, invoice_id)
         if done:
+            outcome = "created" if original == event.id else "duplicate"
+            self.metrics.outcomes.labels(event.source, outcome).inc()
             log.info(
                 "event=%s source=%s order=%s invoice=%s%s",
                 event.id,
@@ -443,7 +451,18 @@ class Worker:
         self, event: Event, status: str, reason: str, details: list[dict[str, str]] | None = None
     ) -> None:
         await self.store.finish(event.id, self.owner, status, reason=reason, details=details)
+        self.metrics.outcomes.labels(event.source, status).inc()
         level = logging.INFO if status == SKIPPED else logging.WARNING
         log.log(
             level, "event=%s source=%s status=%s reason=%s", event.id, event.source, status, reason
         )
+
+
+def _failure_kind(exc: LuminousError) -> str:
+    if isinstance(exc, AuthError):
+        return "auth"
+    if isinstance(exc, UnknownOutcome):
+        return "unknown_outcome"
+    if isinstance(exc, RetryableError):
+        return "retryable"
+    return "permanent"

@@ -196,8 +196,21 @@ def test_admin_routes_need_the_token(services: tuple[Process, Process]) -> None:
     )
     assert admin_get(bridge, "/events/999").status_code == 404
     assert httpx.get(bridge.url + "/readyz").json() == {"status": "ready"}
+
+
+def test_metrics_count_deliveries_and_outcomes(services: tuple[Process, Process]) -> None:
+    bridge, _ = services
+    assert (
+        sign_and_post(bridge.url, "shopify", body(shopify_order(5301)), SECRET).status_code == 201
+    )
+    assert sign_and_post(bridge.url, "shopify", b"{}", "wrong-secret").status_code == 401
     metrics = httpx.get(bridge.url + "/metrics").text
-    assert 'bridge_events{status="created"}' in metrics
+    assert 'bridge_events{status="created"} 1.0' in metrics
+    assert 'bridge_deliveries_total{source="shopify",status="201"} 1.0' in metrics
+    assert 'bridge_deliveries_total{source="shopify",status="401"} 1.0' in metrics
+    assert 'bridge_event_outcomes_total{outcome="created",source="shopify"} 1.0' in metrics
+    assert 'bridge_answer_seconds_count{source="shopify"} 2.0' in metrics
+    assert "bridge_paused 0.0" in metrics
 
 
 @pytest.mark.slow
