@@ -1,0 +1,43 @@
+"""The README's code does what the README says."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from types import ModuleType
+
+from bridge.mapping import Delivery, Draft, InvoiceOptions, Mapping, Skip, Tag, reconcile_totals
+from tests.conftest import ROOT
+
+
+def readme_mapping() -> ModuleType:
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(# my_mappings/acme\.py\n.*?)```", text, re.S)
+    assert code, "the README's mapping guide has its example"
+    module = ModuleType("acme")
+    exec(compile(code.group(1), "README.md", "exec"), module.__dict__)
+    return module
+
+
+def test_the_guides_mapping_works() -> None:
+    mapping = readme_mapping().mapping
+    assert isinstance(mapping, Mapping)
+    order = {
+        "id": 17,
+        "number": "A-17",
+        "date": "2026-11-20",
+        "currency": "USD",
+        "email": "buyer@example.com",
+        "lines": [{"sku": "WIDGET", "qty": 2, "price": "15.50"}],
+        "tax": "2.48",
+        "total": "33.48",
+    }
+    options = InvoiceOptions(company_id=42, po_prefix="AC-", tag_topics={"cancelled": "void"})
+    draft = mapping.map(Delivery(order), options)
+    assert isinstance(draft, Draft)
+    reconcile_totals(draft)
+    assert draft.request.company_id == 42 and draft.request.customer_po_number == "AC-A-17"
+    assert draft.request.items[0].unit_price == Decimal("15.50")
+    assert isinstance(mapping.map(Delivery({**order, "status": "draft"}), options), Skip)
+    tag = mapping.map(Delivery({**order, "status": "cancelled"}), options)
+    assert isinstance(tag, Tag) and tag.tag == "void"
