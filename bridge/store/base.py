@@ -36,6 +36,34 @@ def utc(timestamp: float | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def list_query(
+    *,
+    status: str | None,
+    source: str | None,
+    order: str | None,
+    since: float | None,
+    limit: int,
+    mark: str,
+) -> tuple[str, list[object]]:
+    """The SELECT behind `list_events`, with the backend's parameter mark (`?` or `%s`)."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if status:
+        clauses.append(f"status = {mark}")
+        params.append(status)
+    if source:
+        clauses.append(f"source = {mark}")
+        params.append(source)
+    if order:
+        clauses.append(f"(order_id = {mark} OR order_name = {mark})")
+        params.extend([order, order])
+    if since is not None:
+        clauses.append(f"received_at >= {mark}")
+        params.append(since)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"SELECT * FROM events {where} ORDER BY id DESC LIMIT {mark}", [*params, limit]
+
+
 @dataclass(frozen=True)
 class NewDelivery:
     """What the front door records for an authentic delivery."""

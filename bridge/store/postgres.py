@@ -37,6 +37,7 @@ from bridge.store.base import (
     OrderClaim,
     OrderKey,
     Store,
+    list_query,
 )
 
 Connection = psycopg.AsyncConnection[DictRow]
@@ -274,24 +275,11 @@ class PostgresStore(Store):
         since: float | None = None,
         limit: int = 100,
     ) -> list[Event]:
-        clauses: list[str] = []
-        params: list[object] = []
-        if status:
-            clauses.append("status = %s")
-            params.append(status)
-        if source:
-            clauses.append("source = %s")
-            params.append(source)
-        if order:
-            clauses.append("(order_id = %s OR order_name = %s)")
-            params.extend([order, order])
-        if since is not None:
-            clauses.append("received_at >= %s")
-            params.append(since)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        query = f"SELECT * FROM events {where} ORDER BY id DESC LIMIT %s"
+        query, params = list_query(
+            status=status, source=source, order=order, since=since, limit=limit, mark="%s"
+        )
         async with self._connection() as conn:
-            cursor = await conn.execute(query, (*params, limit))
+            cursor = await conn.execute(query, params)
             return [_event(row) for row in await cursor.fetchall()]
 
     async def claim(self, event_id: int, owner: str, lease: float) -> Event | None:

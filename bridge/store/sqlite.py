@@ -34,6 +34,7 @@ from bridge.store.base import (
     OrderClaim,
     OrderKey,
     Store,
+    list_query,
 )
 
 T = TypeVar("T")
@@ -216,25 +217,12 @@ class SQLiteStore(Store):
         since: float | None = None,
         limit: int = 100,
     ) -> list[Event]:
-        clauses: list[str] = []
-        params: list[object] = []
-        if status:
-            clauses.append("status = ?")
-            params.append(status)
-        if source:
-            clauses.append("source = ?")
-            params.append(source)
-        if order:
-            clauses.append("(order_id = ? OR order_name = ?)")
-            params.extend([order, order])
-        if since is not None:
-            clauses.append("received_at >= ?")
-            params.append(since)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        query = f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?"
+        query, params = list_query(
+            status=status, source=source, order=order, since=since, limit=limit, mark="?"
+        )
 
         def select(db: sqlite3.Connection) -> list[Event]:
-            return [_event(row) for row in db.execute(query, (*params, limit)).fetchall()]
+            return [_event(row) for row in db.execute(query, params).fetchall()]
 
         return await self._run(select)
 
