@@ -37,7 +37,7 @@ from bridge.mapping import (
     Tag,
     invoice_request,
 )
-from mappings.shopify_fields import describe
+from mappings.fields import describe
 
 __all__ = ["SCHEMA", "SCHEMA_PATH", "PartnerMapping", "PartnerOrder", "mapping", "parse_order"]
 

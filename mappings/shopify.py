@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from bridge.errors import MappingError
@@ -35,11 +35,10 @@ from bridge.mapping import (
     Tag,
     invoice_request,
 )
-from mappings.shopify_fields import ZERO, FieldReader, describe
+from mappings.fields import ZERO, FieldReader, describe, unit_prices
 
-__all__ = ["ShopifyMapping", "ShopifyOptions", "mapping", "unit_prices"]
+__all__ = ["ShopifyMapping", "ShopifyOptions", "mapping"]
 
-MICRO = Decimal("0.000001")
 _ORDER_ID = re.compile(r"[0-9]{1,20}")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
 _ADDRESS_FIELDS = {
@@ -86,19 +85,6 @@ class ShopifyMapping:
 
 
 mapping = ShopifyMapping()
-
-
-def unit_prices(amount: Decimal, quantity: int) -> list[tuple[int, Decimal]]:
-    """(quantity, unit price) pairs, each price ≤ 6 decimals, that multiply back to `amount`.
-
-    When `amount / quantity` is not exact at 6 decimals the line is split in two: all units
-    but one at the rounded price, and one unit at whatever remains, so no cent is lost.
-    """
-    rounded = (amount / quantity).quantize(MICRO, rounding=ROUND_HALF_UP)
-    if rounded * quantity == amount:
-        return [(quantity, amount / quantity)]
-    rest = amount - rounded * (quantity - 1)
-    return [(quantity - 1, rounded), (1, rest)]
 
 
 def _order_id(order: dict[str, Any]) -> str:

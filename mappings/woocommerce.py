@@ -44,8 +44,7 @@ from bridge.mapping import (
     Tag,
     invoice_request,
 )
-from mappings.shopify import unit_prices
-from mappings.shopify_fields import ZERO, describe
+from mappings.fields import ZERO, describe, unit_prices
 from mappings.woocommerce_fields import OrderFields
 
 __all__ = ["WooCommerceMapping", "WooCommerceOptions", "mapping"]

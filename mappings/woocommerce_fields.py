@@ -1,6 +1,6 @@
 """Typed reads from a WooCommerce order: plain money strings, signed fee amounts, addresses.
 
-Builds on the checked reads of `mappings.shopify_fields` (problems are collected with their
+Builds on the checked reads of `mappings.fields` (problems are collected with their
 field paths, never raised one by one), adding what WooCommerce payloads need: money without a
 shop/presentment `_set` wrapper, amounts that may be negative, and its address objects, which
 come all-empty rather than absent when there is no address.
@@ -12,7 +12,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from mappings.shopify_fields import ZERO, FieldReader, describe, parse_amount, path
+from mappings.fields import ZERO, FieldReader, describe, parse_amount, path
 
 __all__ = ["ADDRESS_FIELDS", "OrderFields", "parse_signed_amount"]
 

@@ -17,7 +17,8 @@ from bridge import wire
 from bridge.errors import InvoiceError, MappingError
 from bridge.invoice import request_total
 from bridge.mapping import Delivery, Draft, InvoiceOptions, Skip, reconcile_totals
-from mappings.shopify import ShopifyOptions, mapping, unit_prices
+from mappings.fields import unit_prices
+from mappings.shopify import ShopifyOptions, mapping
 
 GOLDEN = Path(__file__).parent / "golden" / "shopify"
 

@@ -1,14 +1,14 @@
-"""Typed reads from a Shopify payload: shop-money amounts, whole numbers, text, lists.
+"""Typed reads from an order payload: shop-money amounts, whole numbers, text, lists.
 
-Every read is checked, and a problem is collected as a `(field, problem)` pair with the
-field's path (`line_items[2].price_set.shop_money.amount`) instead of stopping at the first,
-so a refused order lists everything that is wrong with it at once.
+Shared by the built-in mappings. Every read is checked, and a problem is collected as a
+`(field, problem)` pair with the field's path (`line_items[2].price_set.shop_money.amount`)
+instead of stopping at the first, so a refused order lists everything wrong with it at once.
 """
 
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from bridge.errors import MappingError
@@ -184,3 +184,19 @@ class FieldReader:
         except ValueError as exc:
             self.refuse(field, str(exc))
             return ZERO
+
+
+MICRO = Decimal("0.000001")
+
+
+def unit_prices(amount: Decimal, quantity: int) -> list[tuple[int, Decimal]]:
+    """(quantity, unit price) pairs, each price ≤ 6 decimals, that multiply back to `amount`.
+
+    When `amount / quantity` is not exact at 6 decimals the line is split in two: all units
+    but one at the rounded price, and one unit at whatever remains, so no cent is lost.
+    """
+    rounded = (amount / quantity).quantize(MICRO, rounding=ROUND_HALF_UP)
+    if rounded * quantity == amount:
+        return [(quantity, amount / quantity)]
+    rest = amount - rounded * (quantity - 1)
+    return [(quantity - 1, rounded), (1, rest)]
