@@ -76,6 +76,12 @@ class ShopifyMapping:
         tag = options.tag_topics.get(delivery.topic or "")
         if tag is not None:
             return _tag(order, delivery.topic or "", tag)
+        # A later update (orders/updated) whose financial status is configured, such as
+        # "partially_refunded", tags the invoice; an order's first delivery never does.
+        status = order.get("financial_status")
+        later = delivery.topic not in (None, "orders/create")
+        if later and isinstance(status, str) and status in options.tag_topics:
+            return _tag(order, f"financial_status {status}", options.tag_topics[status])
         order_id = _order_id(order)
         reason = _skip_reason(order, skip_test_orders=getattr(options, "skip_test_orders", True))
         if reason:

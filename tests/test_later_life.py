@@ -47,11 +47,14 @@ max_requests_per_second = 0
 [retry]
 base_delay = 0.05
 max_delay = 0.3
+[sources.shopify]
+topics = ["orders/create", "orders/updated"]
 [sources.shopify.options]
 company_id = 1
 [sources.shopify.tag_topics]
 "orders/cancelled" = "cancelled"
 "refunds/create" = "refunded"
+partially_refunded = "partially-refunded"
 """
     )
     bridge = Process(
@@ -126,5 +129,23 @@ def test_a_cancellation_before_the_invoice_waits_for_it(services: tuple[Process,
     event = wait_for(bridge, early.json()["event_id"], "tagged")
     assert event["status"] == "tagged" and event["invoice_id"] == created["invoice_id"]
     assert "cancelled" in tags_of(sandbox, created["invoice_id"])
+    mine = [i for i in sandbox_invoices(sandbox.url) if i["customer_po_number"] == order["name"]]
+    assert len(mine) == 1
+
+
+def test_an_update_to_partially_refunded_tags_and_other_updates_are_duplicates(
+    services: tuple[Process, Process],
+) -> None:
+    bridge, sandbox = services
+    order = shopify_order(6004)
+    created = sign_and_post(bridge.url, "shopify", body(order), SECRET).json()
+    note_added = sign_and_post(
+        bridge.url, "shopify", body({**order, "note": "gift"}), SECRET, topic="orders/updated"
+    )
+    assert note_added.status_code == 200 and note_added.json()["duplicate"] is True
+    refunded = {**order, "financial_status": "partially_refunded"}
+    answer = sign_and_post(bridge.url, "shopify", body(refunded), SECRET, topic="orders/updated")
+    assert answer.json()["status"] == "tagged", answer.text
+    assert "partially-refunded" in tags_of(sandbox, created["invoice_id"])
     mine = [i for i in sandbox_invoices(sandbox.url) if i["customer_po_number"] == order["name"]]
     assert len(mine) == 1

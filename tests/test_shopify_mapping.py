@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from bridge import wire
 from bridge.errors import InvoiceError, MappingError
 from bridge.invoice import request_total
-from bridge.mapping import Delivery, Draft, InvoiceOptions, Skip, reconcile_totals
+from bridge.mapping import Delivery, Draft, InvoiceOptions, Skip, Tag, reconcile_totals
 from mappings.fields import unit_prices
 from mappings.shopify import ShopifyOptions, mapping
 
@@ -585,3 +585,18 @@ def test_mutated_valid_orders_map_or_are_refused(data: st.DataObject) -> None:
         if not _paths(order):
             break
     _map_or_refuse(order)
+
+
+def test_a_configured_financial_status_on_a_later_update_tags_the_invoice() -> None:
+    order = {**body("example-order"), "financial_status": "partially_refunded"}
+    options = ShopifyOptions(company_id=1, tag_topics={"partially_refunded": "partially-refunded"})
+    tag = mapping.map(Delivery(order, topic="orders/updated"), options)
+    assert isinstance(tag, Tag)
+    assert (tag.tag, tag.reason) == ("partially-refunded", "financial_status partially_refunded")
+    assert tag.order_id == str(order["id"]) and tag.order_name == order["name"]
+    first = mapping.map(Delivery(order, topic="orders/create"), options)
+    assert isinstance(first, Draft)
+    unconfigured = mapping.map(
+        Delivery(order, topic="orders/updated"), ShopifyOptions(company_id=1)
+    )
+    assert isinstance(unconfigured, Draft)
