@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from pathlib import Path
 from types import ModuleType
 
+from bridge.config import check_runnable, load_settings
 from bridge.mapping import Delivery, Draft, InvoiceOptions, Mapping, Skip, Tag, reconcile_totals
 from tests.conftest import ROOT
 
@@ -41,3 +43,17 @@ def test_the_guides_mapping_works() -> None:
     assert isinstance(mapping.map(Delivery({**order, "status": "draft"}), options), Skip)
     tag = mapping.map(Delivery({**order, "status": "cancelled"}), options)
     assert isinstance(tag, Tag) and tag.tag == "void"
+
+
+def test_the_configuration_reference_is_a_valid_configuration(tmp_path: Path) -> None:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## Configuration\n.*?```toml\n(.*?)```", text, re.S)
+    assert block, "the README has its configuration reference"
+    config = tmp_path / "bridge.toml"
+    config.write_text(block.group(1))
+    env = {"SHOPIFY_WEBHOOK_SECRET": "s", "LUMINOUS_API_TOKEN": "t"}
+    settings = load_settings(str(config), env)
+    assert check_runnable(settings, sandbox=False) == []
+    options = settings.sources["shopify"].options
+    assert options.tag_topics["partially_refunded"] == "partially-refunded"
+    assert settings.config.retry.max_age == 86400
