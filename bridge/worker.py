@@ -156,7 +156,11 @@ class Worker:
                     await self._probe()
                     continue
                 await self._slots.acquire()
-                event = await self.store.claim_next(self.owner, self.lease)
+                try:
+                    event = await self.store.claim_next(self.owner, self.lease)
+                except BaseException:
+                    self._slots.release()  # else each failed claim would leak a slot
+                    raise
                 if event is None:
                     self._slots.release()
                     self._wake.clear()

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from bridge.config import Settings, load_settings
+from bridge.errors import StoreError
 from bridge.luminous import LuminousClient
 from bridge.retry import RetryPolicy
 from bridge.sandbox import Sandbox, SandboxSettings, create_sandbox_app
@@ -213,3 +214,21 @@ async def test_a_lost_answer_is_found_by_the_invoice_custom_field(rig: Rig) -> N
         if method == "GET" and path.endswith("/invoices")
     ]
     assert len(lookups) == 1
+
+
+async def test_a_store_failing_to_claim_does_not_leak_worker_slots(rig: Rig) -> None:
+    real_claim_next = rig.store.claim_next
+    failures = 0
+
+    async def flaky_claim_next(owner: str, lease: float) -> Event | None:
+        nonlocal failures
+        if failures < 10:  # more failures than the worker has slots
+            failures += 1
+            raise StoreError("database is locked")
+        return await real_claim_next(owner, lease)
+
+    rig.worker.poll_interval = 0.01
+    rig.store.claim_next = flaky_claim_next  # type: ignore[method-assign]
+    event = await rig.deliver(body(shopify_order(8)), "slots")
+    created = await wait_for_status(rig, event.id, CREATED)
+    assert failures == 10 and created.status == CREATED
