@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from bridge.config import Settings, Source
-from bridge.errors import InputError
+from bridge.errors import InputError, StoreError
 from bridge.responses import BridgeJSON, error
 from bridge.store.base import CREATED, DEAD, REJECTED, Event, NewDelivery, Store
 from bridge.verify import SCHEMES
@@ -139,6 +139,11 @@ class WebhookEndpoint:
         except InputError as exc:
             log.info("source=%s refused %s: %s", name, exc.status, exc.message)
             response = _refusal(error(exc.status, exc.code, exc.message))
+        except StoreError as exc:
+            # Not recorded, so not answered 2xx: the sender keeps the delivery and retries.
+            log.error("source=%s store unavailable: %s", name, exc)
+            response = error(503, "unavailable", "the bridge cannot record deliveries right now")
+            response.headers["Retry-After"] = "30"
         metrics = self.worker.metrics
         metrics.deliveries.labels(name, str(response.status_code)).inc()
         metrics.answer_seconds.labels(name).observe(time.monotonic() - started)

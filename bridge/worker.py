@@ -189,7 +189,11 @@ class Worker:
         async with self._slots:
             if self.draining:  # waited for a slot while the drain began
                 return
-            event = await self.store.claim(event_id, self.owner, self.lease)
+            try:
+                event = await self.store.claim(event_id, self.owner, self.lease)
+            except StoreError as exc:  # the polling loop takes the event up later
+                log.error("event=%s could not be claimed: %s", event_id, exc)
+                return
             if event is not None:
                 await self._process(event)
 
