@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.harness import free_port
 from tests.orders import seed
 
 BENCH = Path(__file__).parent
@@ -24,13 +24,6 @@ BRIDGE_ENV = {
     "LUMINOUS_API_TOKEN": "bench-token",
     "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -19,6 +19,7 @@ from bridge.invoice import request_total
 from bridge.mapping import Delivery, Draft, InvoiceOptions, Skip, Tag, reconcile_totals
 from mappings.fields import unit_prices
 from mappings.shopify import ShopifyOptions, mapping
+from tests.fuzz import json_values, paths, scalars
 
 GOLDEN = Path(__file__).parent / "golden" / "shopify"
 
@@ -497,22 +498,9 @@ _KEYS = [
     "order_number",
     "variant_title",
 ]
-_SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.decimals(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=12)
-    | st.sampled_from(["1.00", "0", "-1", "1e5", "NaN", "2024-03-31T23:30:00-07:00", "voided"])
-)
-_JSON = st.recursive(
-    _SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=5), inner, max_size=6)
-    ),
-    max_leaves=25,
-)
+_SAMPLES = ["1.00", "0", "-1", "1e5", "NaN", "2024-03-31T23:30:00-07:00", "voided"]
+_SCALARS = scalars(_SAMPLES)
+_JSON = json_values(_KEYS, _SAMPLES)
 
 
 def _map_or_refuse(payload: Any) -> None:
@@ -555,17 +543,6 @@ def test_arbitrary_json_maps_or_is_refused(payload: Any) -> None:
     _map_or_refuse(payload)
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            found += _paths(value, (*prefix, index))
-    return found
-
-
 _VALID = [body(case) for case in ("example-order", "tax-included-quantity-3-split")]
 
 
@@ -574,7 +551,7 @@ _VALID = [body(case) for case in ("example-order", "tax-included-quantity-3-spli
 def test_mutated_valid_orders_map_or_are_refused(data: st.DataObject) -> None:
     order = copy.deepcopy(data.draw(st.sampled_from(_VALID)))
     for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
-        where = data.draw(st.sampled_from(_paths(order)))
+        where = data.draw(st.sampled_from(paths(order)))
         node: Any = order
         for part in where[:-1]:
             node = node[part]
@@ -582,7 +559,7 @@ def test_mutated_valid_orders_map_or_are_refused(data: st.DataObject) -> None:
             del node[where[-1]]
         else:
             node[where[-1]] = data.draw(_JSON)
-        if not _paths(order):
+        if not paths(order):
             break
     _map_or_refuse(order)
 

@@ -28,6 +28,7 @@ from bridge.mapping import (
     reconcile_totals,
 )
 from mappings.woocommerce import WooCommerceOptions, mapping
+from tests.fuzz import json_values, paths, scalars
 
 GOLDEN = Path(__file__).parent / "golden" / "woocommerce"
 EXAMPLE = Path(__file__).parent.parent / "examples" / "woocommerce-order.json"
@@ -526,24 +527,9 @@ _KEYS = [
     "customer_note",
     "postcode",
 ]
-_SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.decimals(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=12)
-    | st.sampled_from(
-        ["1.00", "-3.50", "0", "-0.00", "1e5", "NaN", "processing", "2024-03-31T23:30:00"]
-    )
-)
-_JSON = st.recursive(
-    _SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=5), inner, max_size=6)
-    ),
-    max_leaves=25,
-)
+_SAMPLES = ["1.00", "-3.50", "0", "-0.00", "1e5", "NaN", "processing", "2024-03-31T23:30:00"]
+_SCALARS = scalars(_SAMPLES)
+_JSON = json_values(_KEYS, _SAMPLES)
 _LINE = st.dictionaries(st.sampled_from(_KEYS), _SCALARS | _JSON, max_size=6)
 _ORDERISH = st.fixed_dictionaries(
     {
@@ -574,17 +560,6 @@ def test_arbitrary_json_maps_or_is_refused(payload: Any) -> None:
     _map_or_refuse(payload)
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            found += _paths(value, (*prefix, index))
-    return found
-
-
 _VALID = [
     body(case)
     for case in ("fees-gift-wrap-and-negative-loyalty-fee", "twenty-lines-btw-21-included")
@@ -596,10 +571,10 @@ _VALID = [
 def test_mutated_valid_orders_map_or_are_refused(data: st.DataObject) -> None:
     order = copy.deepcopy(data.draw(st.sampled_from(_VALID)))
     for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
-        paths = _paths(order)
-        if not paths:
+        found = paths(order)
+        if not found:
             break
-        where = data.draw(st.sampled_from(paths))
+        where = data.draw(st.sampled_from(found))
         node: Any = order
         for part in where[:-1]:
             node = node[part]
