@@ -9,11 +9,13 @@
     │   ├── RetryableError          try again later: 429, 5xx, timeouts, dropped connections
     │   │   └── UnknownOutcome      the request may have taken effect: look before resending
     │   └── PermanentError          sending the same request again cannot help
-    │       ├── AuthError           401/403: our token, not the order (work pauses)
+    │       ├── AuthError           401 (or 403 on the token check): our token (work pauses)
+    │       ├── ForbiddenError      403 on one request: that request, not the token
     │       ├── NotFoundError       404
     │       ├── ConflictError       409
     │       └── ValidationError     422, with Luminous's per-field messages
-    └── StoreError                  the event store failed or its schema is wrong
+    ├── StoreError                  the event store failed or its schema is wrong
+    └── LeaseLost                   another worker holds the event now: stop, write nothing
 
 Third-party exceptions are translated at the boundary (`raise ... from exc`).
 """
@@ -105,7 +107,11 @@ class PermanentError(LuminousError):
 
 
 class AuthError(PermanentError):
-    """Luminous refuses our token (401/403): not the order's fault, so work pauses."""
+    """Luminous refuses our token (401, or 403 on the token check): work pauses."""
+
+
+class ForbiddenError(PermanentError):
+    """Luminous forbids one request (403) while the token itself is good."""
 
 
 class NotFoundError(PermanentError):
@@ -133,3 +139,7 @@ class ValidationError(PermanentError):
 
 class StoreError(BridgeError):
     """The event store failed, or its schema is missing or newer than this release."""
+
+
+class LeaseLost(BridgeError):
+    """This worker's claim on an event lapsed or was taken over: it must not send or write."""

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -42,6 +42,9 @@ _TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")
 
 Params = tuple[tuple[str, str], ...]
 Model = TypeVar("Model", bound=pydantic.BaseModel)
+# Awaited after the request has its slot and its turn, just before it is written: it raises
+# (e.g. `LeaseLost`) to stop a send that must not happen any more.
+Guard = Callable[[], Awaitable[None]]
 
 log = logging.getLogger("bridge.luminous")
 
@@ -61,6 +64,7 @@ class LuminousClient:
     ) -> None:
         _check_settings(base_url, token, timeout, max_concurrency, max_requests_per_second)
         self._base_url = base_url
+        self.deadline = timeout  # one whole request, however slowly its answer trickles in
         self._errors = ErrorTranslator(token)
         self._slots = asyncio.Semaphore(max_concurrency)
         # A burst of one paces requests evenly: no second ever sees more than the limit,
@@ -102,9 +106,17 @@ class LuminousClient:
 
     # ---- invoices ------------------------------------------------------------------------
 
-    async def create_invoice(self, request: InvoiceRequest) -> Invoice:
-        """Create the invoice; a lost answer raises `UnknownOutcome` (look before resending)."""
-        answer = await self._request("POST", "/invoices", "the invoice", body=request.to_wire())
+    async def create_invoice(
+        self, request: InvoiceRequest, *, guard: Guard | None = None
+    ) -> Invoice:
+        """Create the invoice; a lost answer raises `UnknownOutcome` (look before resending).
+
+        `guard` runs after any wait for a slot or the rate limit, right before the request
+        is written, so a worker that lost its claim meanwhile sends nothing.
+        """
+        answer = await self._request(
+            "POST", "/invoices", "the invoice", body=request.to_wire(), guard=guard
+        )
         return self._one(Invoice, answer, "the invoice", repeatable=False)
 
     async def get_invoice(self, invoice_id: int) -> Invoice:
@@ -132,14 +144,19 @@ class LuminousClient:
         # Attaching the same tags twice leaves them attached once, so a lost answer is harmless.
         # [INFERRED] POST (attach) is what Luminous's own CLI sends; only PUT is documented.
         answer = await self._request("POST", path, subject, body={"tags": tags}, repeatable=True)
-        names = answer.body.get("tags") if isinstance(answer.body, dict) else None
+        # Any 2xx means the tags are attached, as Luminous's own CLI reads it; the answer's
+        # shape varies (the invoice, its tags, or nothing), so the list is read when present.
+        body = answer.body.get("data", answer.body) if isinstance(answer.body, dict) else None
+        names = body.get("tags") if isinstance(body, dict) else None
         if not isinstance(names, list):
-            raise self._errors.unusable(subject, answer, "it has no tags", repeatable=True)
+            return list(tags)
         return [_tag_name(tag) for tag in names if _tag_name(tag)]
 
     async def check_token(self) -> None:
         """Prove Luminous accepts our token with the cheapest authenticated read."""
-        await self._request("GET", "/invoices", "the token check", params=(("per_page", "1"),))
+        await self._request(
+            "GET", "/invoices", "the token check", params=(("per_page", "1"),), probe=True
+        )
 
     # ---- companies and contacts ----------------------------------------------------------
 
@@ -256,11 +273,15 @@ class LuminousClient:
         params: Params = (),
         body: Any = None,
         repeatable: bool | None = None,
+        guard: Guard | None = None,
+        probe: bool = False,
     ) -> Answer:
         """Send one request within the limits; return its parsed 2xx answer or raise.
 
         `repeatable` defaults to whether the method is idempotent; name it for a request
-        whose effect is the same however often it is sent.
+        whose effect is the same however often it is sent. The whole request, answer
+        included, has `deadline` seconds: httpx's own timeouts apply per phase, so a server
+        that trickles its answer could otherwise hold a send far longer.
         """
         if repeatable is None:
             repeatable = method not in _NOT_IDEMPOTENT
@@ -270,15 +291,26 @@ class LuminousClient:
         async with self._slots:
             if self._rate is not None:
                 await self._rate.acquire()
+            if guard is not None:
+                await guard()
             started = time.perf_counter()
             try:
-                response = await self._http.request(method, url, content=content, headers=headers)
+                async with asyncio.timeout(self.deadline):
+                    response = await self._http.request(
+                        method, url, content=content, headers=headers
+                    )
+            except TimeoutError as exc:
+                _log_request(method, path, "deadline", started)
+                lost = httpx.ReadTimeout(f"no whole answer within {self.deadline:g} s")
+                raise self._errors.lost(lost, subject, repeatable=repeatable) from exc
             except httpx.HTTPError as exc:
                 _log_request(method, path, type(exc).__name__, started)
                 raise self._errors.lost(exc, subject, repeatable=repeatable) from exc
         _log_request(method, path, response.status_code, started)
         if not response.is_success:
-            raise self._errors.refusal(response, subject, repeatable=repeatable)
+            raise self._errors.refusal(response, subject, repeatable=repeatable, probe=probe)
+        if not response.content.strip():  # a bare 204: callers that need data say so
+            return Answer(response.status_code, None)
         try:
             return Answer(response.status_code, wire.loads(response.content))
         except wire.MalformedJSON as exc:

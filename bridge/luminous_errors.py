@@ -20,6 +20,7 @@ from bridge import wire
 from bridge.errors import (
     AuthError,
     ConflictError,
+    ForbiddenError,
     LuminousError,
     NotFoundError,
     PermanentError,
@@ -87,13 +88,20 @@ class ErrorTranslator:
         text = excerpt(self.redact(response.text), BODY_LIMIT)
         return Answer(response.status_code, text)
 
-    def refusal(self, response: httpx.Response, subject: str, *, repeatable: bool) -> LuminousError:
+    def refusal(
+        self, response: httpx.Response, subject: str, *, repeatable: bool, probe: bool = False
+    ) -> LuminousError:
+        """The error for a non-2xx answer. A 401 is always our token; a 403 is our token
+        only on the `probe` (the token check): elsewhere it forbids that one request."""
         status = response.status_code
         body = _error_body(self.redact(response.text))
         detail = self.redact(_detail(body, response))
-        if status in (401, 403):
+        if status == 401 or (status == 403 and probe):
             message = f"Luminous refused our API token ({status}) for {subject}: {detail}"
             return AuthError(message, status=status, body=body)
+        if status == 403:
+            message = f"Luminous forbids {subject} (403): {detail}"
+            return ForbiddenError(message, status=status, body=body)
         if status == 404:
             message = f"Luminous found nothing (404) for {subject}: {detail}"
             return NotFoundError(message, status=status, body=body)

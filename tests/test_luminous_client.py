@@ -19,6 +19,8 @@ from bridge.errors import (
     AuthError,
     ConfigError,
     ConflictError,
+    ForbiddenError,
+    LeaseLost,
     LuminousError,
     NotFoundError,
     PermanentError,
@@ -192,6 +194,58 @@ async def test_check_token_reads_one_invoice_and_raises_when_refused() -> None:
             await client.check_token()
 
 
+@pytest.mark.anyio
+async def test_a_403_blames_the_token_only_on_the_token_check() -> None:
+    # A 403 on one endpoint forbids that request; only the token check speaks for the token.
+    async with make_client(answering(403, {"message": "This action is unauthorized."})) as client:
+        with pytest.raises(AuthError, match="token"):
+            await client.check_token()
+        with pytest.raises(ForbiddenError, match="forbids") as caught:
+            await client.get_invoice(7)
+    assert not isinstance(caught.value, AuthError)
+
+
+@pytest.mark.anyio
+async def test_one_deadline_covers_the_whole_request() -> None:
+    # httpx times each phase; an answer that trickles in must still end at the deadline.
+    async def trickle(request: httpx.Request) -> httpx.Response:
+        async def body() -> Any:
+            for _ in range(20):
+                await asyncio.sleep(0.05)
+                yield b" "
+
+        return httpx.Response(201, content=body(), headers={"Content-Type": "application/json"})
+
+    started = time.monotonic()
+    async with make_client(trickle, timeout=0.3) as client:
+        with pytest.raises(UnknownOutcome, match=r"within 0\.3 s"):
+            await client.create_invoice(invoice_request())
+    assert time.monotonic() - started < 0.9
+
+
+@pytest.mark.anyio
+async def test_a_guard_that_refuses_stops_the_send_before_it_is_written() -> None:
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return json_response(201, {"data": {"id": 1}})
+
+    async def lost() -> None:
+        raise LeaseLost("taken over")
+
+    async def held() -> None:
+        return None
+
+    async with make_client(handler) as client:
+        with pytest.raises(LeaseLost):
+            await client.create_invoice(invoice_request(), guard=lost)
+        assert seen == []
+        invoice = await client.create_invoice(invoice_request(), guard=held)
+    assert invoice.id == 1
+    assert len(seen) == 1
+
+
 # --- pagination ----------------------------------------------------------------------------
 
 
@@ -264,7 +318,7 @@ async def test_find_invoices_refuses_a_row_without_id_as_retryable() -> None:
     [
         (400, PermanentError),
         (401, AuthError),
-        (403, AuthError),
+        (403, ForbiddenError),
         (404, NotFoundError),
         (405, PermanentError),
         (409, ConflictError),
