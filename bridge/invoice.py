@@ -116,16 +116,43 @@ def _lenient_int(value: Any) -> Any:
 LenientId = Annotated[int, BeforeValidator(_lenient_int)]
 
 
-class Invoice(BaseModel):
-    """An invoice as Luminous returns it; fields we do not use are kept, not refused."""
-
+class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+class InvoiceCustomer(_Lenient):
+    """The company an invoice is on (Luminous answers it as `customer`)."""
+
+    id: LenientId | None = None
+
+
+class InvoiceLine(_Lenient):
+    """One line as Luminous answers it: `qty`, where the request says `quantity`."""
+
+    sku: str | None = None
+    product_id: LenientId | None = None
+    qty: Decimal | None = None
+
+
+class Invoice(_Lenient):
+    """An invoice as Luminous returns it; fields we do not use are kept, not refused."""
 
     id: LenientId
     customer_po_number: str | None = None
     order_date: str | None = None
     total: Decimal | None = None
     status: str | None = None
+    customer: InvoiceCustomer | None = None
+    company_id: LenientId | None = None
+    items: list[InvoiceLine] | None = None
+    custom_fields: dict[str, Any] | None = None
+
+    @property
+    def company(self) -> int | None:
+        """The invoice's company, from whichever field Luminous filled in."""
+        if self.company_id is not None:
+            return self.company_id
+        return self.customer.id if self.customer is not None else None
 
     @property
     def order_day(self) -> dt.date | None:
