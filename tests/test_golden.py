@@ -14,6 +14,7 @@ After a deliberate change, rewrite the expected files and review every differenc
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,15 @@ from bridge import wire
 from bridge.errors import ConfigError, MappingError
 from bridge.invoice import request_total
 from bridge.mapping import Delivery, Draft, Mapping, Tag, load_mapping
+from bridge.sandbox import Sandbox, SandboxSettings
 
 GOLDEN = Path(__file__).parent / "golden"
 DEFAULT_OPTIONS = {"company_id": 42, "payment_terms": "Due on receipt"}
 REGENERATE = os.environ.get("BRIDGE_REGEN_GOLDEN") == "1"
 
 CASES = sorted(path for path in GOLDEN.glob("*/*") if (path / "body.json").is_file())
+# Where each source's order states its own total.
+ORDER_TOTAL = {"shopify": "total_price", "woocommerce": "total", "partner": "total"}
 
 
 def mapping_for(name: str) -> Mapping:
@@ -105,3 +109,28 @@ def test_golden_case(case: Path) -> None:
 
 def test_golden_cases_exist() -> None:
     assert len([case for case in CASES if case.parent.name == "shopify"]) >= 20
+
+
+def drafts() -> list[Path]:
+    return [
+        case
+        for case in CASES
+        if wire.loads((case / "expected.json").read_bytes()).get("result") == "draft"
+    ]
+
+
+@pytest.mark.parametrize("case", drafts(), ids=[f"{p.parent.name}/{p.name}" for p in drafts()])
+def test_the_sandbox_totals_a_draft_as_its_order_does_exactly_when_it_reconciles(
+    case: Path,
+) -> None:
+    """The sandbox's own arithmetic, not the bridge's, against the order's own total field."""
+    expected = wire.loads((case / "expected.json").read_bytes())
+    order = wire.loads((case / "body.json").read_bytes())
+    sandbox = Sandbox(SandboxSettings(auto_products=True))
+    request = {**expected["request"], "company_id": Sandbox.DEFAULT_COMPANY_ID}
+    # The resolver gives a line without a SKU `options.fallback_sku`; any SKU will do here.
+    request["items"] = [{"sku": "FALLBACK", **item} for item in request["items"]]
+    invoice = sandbox.create_invoice(request)
+    order_total = Decimal(order[ORDER_TOTAL[case.parent.name]])
+    figures = (invoice["total"], order_total)
+    assert (invoice["total"] == order_total) is expected["reconciles"], figures

@@ -7,12 +7,14 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from bridge.wire import loads
 from tests.harness import Process, free_port, run_cli, sandbox_invoices, sign_and_post
 from tests.orders import body, shopify_order
 
@@ -101,10 +103,10 @@ def order_from(
 
 
 def invoice(sandbox: Process, invoice_id: int) -> dict[str, Any]:
-    answer: dict[str, Any] = httpx.get(
-        f"{sandbox.url}{API}/invoices/{invoice_id}", headers=AUTH
-    ).json()["data"]
-    return answer
+    """The sandbox's invoice, money read exactly."""
+    answer = httpx.get(f"{sandbox.url}{API}/invoices/{invoice_id}", headers=AUTH)
+    found: dict[str, Any] = loads(answer.content)["data"]
+    return found
 
 
 def test_a_seeded_contacts_email_lands_on_its_company(
@@ -128,9 +130,9 @@ def test_an_alternate_sku_resolves_to_its_product(services: tuple[Process, Proce
     payload = order_from(9003, None, [("TEE-BLACK-M", 1, "20.00")])
     answer = sign_and_post(bridge.url, "shopify", payload, SECRET)
     assert answer.status_code == 201, answer.text
-    assert [
-        item["product_id"] for item in invoice(sandbox, answer.json()["invoice_id"])["items"]
-    ] == [100]
+    created = invoice(sandbox, answer.json()["invoice_id"])
+    assert [item["product_id"] for item in created["items"]] == [100]
+    assert created["total"] == Decimal(loads(payload)["total_price"])
 
 
 def test_twenty_concurrent_orders_from_one_new_email_make_one_company(
@@ -158,6 +160,8 @@ def test_twenty_concurrent_orders_from_one_new_email_make_one_company(
         i for i in sandbox_invoices(sandbox.url) if i["customer"]["id"] == created[0]["id"]
     ]
     assert {i["customer_po_number"] for i in on_company} == numbers and len(on_company) == 20
+    total_of = {loads(p)["name"]: Decimal(loads(p)["total_price"]) for p in payloads}
+    assert all(i["total"] == total_of[i["customer_po_number"]] for i in on_company)
 
 
 def test_an_unknown_sku_is_dead_until_the_product_exists_then_replays(

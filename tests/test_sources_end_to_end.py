@@ -226,6 +226,7 @@ def test_a_woocommerce_order_is_invoiced_once_it_reaches_an_invoice_status(
     assert "pending" in pending.json()["reason"]
     processing = post("processing", "order.updated")
     assert processing.status_code == 201, processing.text
+    assert sandbox_total(process, processing.json()["invoice_id"]) == Decimal(order["total"])
     completed = post("completed", "order.updated")
     assert completed.status_code == 200 and completed.json()["duplicate"] is True
     assert completed.json()["invoice_id"] == processing.json()["invoice_id"]

@@ -26,6 +26,7 @@ from bridge.sandbox.rules import Errors, Invalid, Reader
 from bridge.sandbox.seed import load_seed
 from bridge.sandbox.settings import SandboxSettings
 from bridge.sandbox.state import Clock, Record, SandboxState, utc_now
+from bridge.sandbox.totals import invoice_totals
 from bridge.sandbox.validation import validate_invoice
 
 API_PREFIX = "/external/api/v1"
@@ -79,7 +80,10 @@ class Sandbox:
         """Validate and store an invoice as `POST /invoices` does; raise `Invalid` if refused."""
         with self.state.lock:
             request = validate_invoice(body, self.state, auto_products=self.settings.auto_products)
-            record = build_invoice(request, self.state, auto_products=self.settings.auto_products)
+            totals = invoice_totals(body)
+            record = build_invoice(
+                request, totals, self.state, auto_products=self.settings.auto_products
+            )
             self.state.add_invoice(record)
             self.state.save()
         return record

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-from bridge.invoice import CENT, invoice_total
 from bridge.sandbox.listing import DATE_OPERATORS, Filterable, as_text
 from bridge.sandbox.state import Record, SandboxState, new_product
+from bridge.sandbox.totals import InvoiceTotals
 from bridge.sandbox.validation import InvoiceInput, ItemInput
 
 
-def build_invoice(request: InvoiceInput, state: SandboxState, *, auto_products: bool) -> Record:
-    """The invoice Luminous would answer for a valid request; creates products it must.
-
-    Call with `state.lock` held: it takes IDs and may add products.
-    """
+def build_invoice(
+    request: InvoiceInput, totals: InvoiceTotals, state: SandboxState, *, auto_products: bool
+) -> Record:
+    """The invoice Luminous would answer for a valid request and its totals; creates products
+    it must. Call with `state.lock` held: it takes IDs and may add products."""
     now = state.now()
     company = state.companies[request.company_id]
-    items = [_line(item, state, now, auto_products=auto_products) for item in request.items]
-    total = invoice_total(
-        [(Decimal(item.quantity), Decimal(item.unit_price)) for item in request.items],
-        order_discount_amount=_decimal(request.order_discount_amount),
-        total_shipping=_decimal(request.total_shipping),
-        tax_amount=_decimal(request.tax_amount),
-    )
+    items = [
+        _line(item, line_total, state, now, auto_products=auto_products)
+        for item, line_total in zip(request.items, totals.line_totals, strict=True)
+    ]
     return {
         "id": state.next_id("invoice"),
         "created_at": now,
@@ -38,12 +35,12 @@ def build_invoice(request: InvoiceInput, state: SandboxState, *, auto_products: 
         "payment_terms": request.payment_terms,
         "public_note": request.public_note,
         "private_note": request.private_note,
-        "total_qty": sum((item.quantity for item in request.items), 0),
+        "total_qty": totals.total_qty,
         "total_shipping": request.total_shipping or 0,
         "total_discount": request.order_discount_amount or 0,
-        "total": total,
+        "total": totals.total,
         "total_paid": 0,
-        "total_due": total,
+        "total_due": totals.total,
         "warehouse_id": request.warehouse_id,
         "ship_to": request.ship_to,
         "quickbooks_invoice_id": None,
@@ -58,11 +55,10 @@ def build_invoice(request: InvoiceInput, state: SandboxState, *, auto_products: 
     }
 
 
-def _line(item: ItemInput, state: SandboxState, now: str, *, auto_products: bool) -> Record:
+def _line(
+    item: ItemInput, line_total: Decimal, state: SandboxState, now: str, *, auto_products: bool
+) -> Record:
     product = _product(item, state, now, auto_products=auto_products)
-    line_total = (Decimal(item.quantity) * Decimal(item.unit_price)).quantize(
-        CENT, rounding=ROUND_HALF_UP
-    )
     return {
         "id": state.next_id("invoice_item"),
         "created_at": now,
@@ -106,10 +102,6 @@ def _customer(company: Record, state: SandboxState) -> Record:
         "created_at": company["created_at"],
         "updated_at": company["updated_at"],
     }
-
-
-def _decimal(value: int | Decimal | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
 
 
 def _midnight(day: dt.date | None) -> str | None:
