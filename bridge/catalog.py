@@ -17,8 +17,10 @@ __all__ = [
     "Company",
     "CompanyRef",
     "Contact",
+    "ContactDetails",
     "NewCompany",
     "NewContact",
+    "NewProduct",
     "Product",
 ]
 
@@ -136,10 +138,22 @@ class NewCompany(_Request):
     custom_fields: dict[str, Any] | None = None
 
 
-class NewContact(_Request):
-    """The body of `POST /contacts`; Luminous requires a first name and a company."""
+class ContactDetails(_Request):
+    """A contact's own fields, checked before the company it will belong to exists."""
 
     first_name: Annotated[str, Field(min_length=1, max_length=255)]
     last_name: Text | None = None
     email: Text | None = None
+
+
+class NewContact(ContactDetails):
+    """The body of `POST /contacts`; Luminous requires a first name and a company."""
+
     company_id: int
+
+
+class NewProduct(_Request):
+    """A product to create for an unknown SKU (the `PATCH /products` upsert's SKU and name)."""
+
+    sku: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1)]

@@ -184,8 +184,14 @@ def cmd_map(args: argparse.Namespace) -> int:
         )
         return 0
     request = result.request
+    planned: dict[str, Any] = {}
     if args.resolve:
-        request = asyncio.run(_resolve(settings, result, source.options))
+        try:
+            plan = asyncio.run(_plan(settings, result, source))
+        except InvoiceError as exc:
+            raise UsageError(f"not sendable: {exc}") from exc
+        request = plan.request
+        planned = {"would_create": plan.creations()}
     _print_json(
         {
             "order_id": result.order_id,
@@ -198,6 +204,7 @@ def cmd_map(args: argparse.Namespace) -> int:
                 "skus": [item.sku for item in result.request.items],
             },
             "request": request.to_wire(),
+            **planned,
         }
     )
     try:
@@ -208,8 +215,8 @@ def cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _resolve(settings: Settings, draft: Any, options: Any) -> Any:
-    """Resolve the draft's company and products against the configured Luminous API."""
+async def _plan(settings: Settings, draft: Any, source: Any) -> Any:
+    """Look the draft's company and products up in the configured Luminous, only reading."""
     from bridge.luminous import LuminousClient
     from bridge.resolver import Resolver
 
@@ -219,7 +226,7 @@ async def _resolve(settings: Settings, draft: Any, options: Any) -> Any:
     async with LuminousClient(
         luminous.base_url, settings.luminous_token, timeout=luminous.timeout
     ) as client:
-        return await Resolver(client).resolve(draft, options)
+        return await Resolver(client).plan(draft, source.options, namespace=source.name)
 
 
 def _source(settings: Settings, name: str) -> Any:
@@ -390,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     mapper.add_argument(
         "--resolve",
         action="store_true",
-        help="resolve the company and products against the configured Luminous API",
+        help="look the company and products up in the configured Luminous (only reading) "
+        "and say what sending would create",
     )
 
     send = command("send", cmd_send, "sign a payload as its source would and post it")

@@ -338,7 +338,9 @@ class Worker:
                     )
                     await self._complete(event, key, found.id, draft)
                     return
-            request = await self.resolver.resolve(draft, source.options)
+            request = await self.resolver.resolve(
+                draft, source.options, namespace=f"{event.source}/{event.shop}"
+            )
             label = source.options.invoice_custom_field
             if label:
                 fields = {**(request.custom_fields or {}), label: draft.order_id}

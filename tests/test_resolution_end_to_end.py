@@ -1,5 +1,6 @@
 """Resolution over real sockets: the bridge matches customers to Luminous companies and SKUs
-to products in a separately running sandbox, as the resolution issue's checks describe."""
+to products in a separately running sandbox, as the resolution issue's checks describe, and
+creates nothing in Luminous for an order it cannot send."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ import httpx
 import pytest
 
 from bridge.wire import loads
+from tests.conftest import ROOT
 from tests.harness import Process, free_port, run_cli, sandbox_invoices, sign_and_post
 from tests.orders import body, shopify_order
 
 SECRET = "resolution-secret"
+WOO_SECRET = "resolution-woo-secret"
 ADMIN = "resolution-admin"
 ENV = {
     "SHOPIFY_WEBHOOK_SECRET": SECRET,
+    "WOOCOMMERCE_WEBHOOK_SECRET": WOO_SECRET,
     "LUMINOUS_API_TOKEN": "test-token",
     "BRIDGE_ADMIN_TOKEN": ADMIN,
 }
@@ -39,7 +43,19 @@ SEED = {
                 {"id": 70, "email": "buyer@acme.example", "first_name": "Ann", "last_name": "Buyer"}
             ],
         },
+        {"id": 8, "name": "Nested Goods"},
     ],
+}
+# The sandbox serves the records of its state file as they are: this contact names its
+# company only as `company: {id, name}`, the shape Luminous's own CLI reads.
+NESTED_CONTACT = {
+    "id": 80,
+    "status": "active",
+    "first_name": "Nell",
+    "last_name": "Nested",
+    "full_name": "Nell Nested",
+    "email": "nested@buyer.example",
+    "company": {"id": 8, "name": "Nested Goods"},
 }
 API = "/external/api/v1"
 AUTH = {"Authorization": "Bearer test-token"}
@@ -50,9 +66,14 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process
     tmp = tmp_path_factory.mktemp("resolution")
     seed = tmp / "seed.json"
     seed.write_text(json.dumps(SEED))
+    state = tmp / "sandbox-state.json"
+    state.write_text(json.dumps({"format": 1, "contacts": [NESTED_CONTACT]}))
     sandbox_port, bridge_port = free_port(), free_port()
     sandbox = Process(
-        ["sandbox", "--port", str(sandbox_port), "--seed", str(seed), "--latency", "100"],
+        [
+            *("sandbox", "--port", str(sandbox_port), "--latency", "100"),
+            *("--seed", str(seed), "--state", str(state)),
+        ],
         sandbox_port,
         tmp / "sandbox.log",
     ).start()
@@ -74,6 +95,18 @@ max_delay = 0.3
 company = "match"
 default_company_id = 1
 create_companies = true
+
+[sources.outlet]                # a second Shopify store, its customers matched by ID
+mapping = "shopify"
+secret_env = "SHOPIFY_WEBHOOK_SECRET"
+[sources.outlet.options]
+company = "match"
+company_custom_field = "Outlet Customer ID"
+
+[sources.woocommerce]
+[sources.woocommerce.options]
+company = "match"
+company_custom_field = "WooCommerce Customer ID"
 """
     )
     bridge = Process(
@@ -149,7 +182,8 @@ def test_twenty_concurrent_orders_from_one_new_email_make_one_company(
     companies = httpx.get(
         f"{sandbox.url}{API}/companies", params={"per_page": 100}, headers=AUTH
     ).json()["data"]
-    created = [c for c in companies if c["id"] not in (1, 7)]
+    seeded = {company["id"] for company in SEED["companies"]}
+    created = [c for c in companies if c["id"] not in seeded]
     assert len(created) == 1, companies
     contacts = httpx.get(
         f"{sandbox.url}{API}/contacts", params={"email[eq]": email}, headers=AUTH
@@ -205,7 +239,122 @@ def test_map_shows_references_and_resolves_on_request(
         "company_id" not in printed["request"]
         and "product_id" not in printed["request"]["items"][0]
     )
+    assert "would_create" not in printed
     resolved = run_cli("map", "shopify", str(order), "--resolve", "--config", str(config), env=ENV)
     assert resolved.returncode == 0, resolved.stderr
-    request = json.loads(resolved.stdout)["request"]
-    assert request["company_id"] == 7 and request["items"][0]["product_id"] == 100
+    printed = json.loads(resolved.stdout)
+    assert printed["request"]["company_id"] == 7
+    assert printed["request"]["items"][0]["product_id"] == 100
+    assert printed["would_create"] == {"company": None, "contact": None, "products": []}
+
+
+def records(sandbox: Process, path: str) -> list[dict[str, Any]]:
+    """One of the sandbox's lists, whole (this module keeps each under a page)."""
+    answer = httpx.get(f"{sandbox.url}{API}{path}", params={"per_page": 100}, headers=AUTH)
+    listed = answer.json()
+    assert listed["meta"]["last_page"] == 1, path
+    data: list[dict[str, Any]] = listed["data"]
+    return data
+
+
+def snapshot(sandbox: Process) -> dict[str, list[dict[str, Any]]]:
+    """Everything the sandbox holds that resolving an order could change."""
+    held = {path: records(sandbox, path) for path in ("/companies", "/contacts", "/products")}
+    return {**held, "/invoices": sandbox_invoices(sandbox.url)}
+
+
+# A source like the shop's, but creating products for unknown SKUs too.
+CREATING_SOURCE = """
+[sources.creating]
+mapping = "shopify"
+secret_env = "SHOPIFY_WEBHOOK_SECRET"
+[sources.creating.options]
+company = "match"
+unknown_sku = "create"
+"""
+
+
+def test_map_resolve_only_reads_and_prints_what_it_would_create(
+    services: tuple[Process, Process, Path], tmp_path: Path
+) -> None:
+    _, sandbox, config = services
+    order = tmp_path / "order.json"
+    lines = [("MUG-WHT", 1, "9.95"), ("NEW-SKU-1", 2, "3.00")]
+    order.write_bytes(order_from(9800, "Fresh@Buyer.example", lines))
+    creating = tmp_path / "creating.toml"
+    creating.write_text(config.read_text() + CREATING_SOURCE)
+    before = snapshot(sandbox)
+    shown = run_cli("map", "creating", str(order), "--resolve", "--config", str(creating), env=ENV)
+    assert shown.returncode == 0, shown.stderr
+    assert snapshot(sandbox) == before
+    printed = json.loads(shown.stdout)
+    assert printed["would_create"] == {
+        "company": {"name": "Pat Lee"},
+        "contact": {"first_name": "Pat", "last_name": "Lee", "email": "fresh@buyer.example"},
+        "products": [{"sku": "NEW-SKU-1", "name": "Product NEW-SKU-1"}],
+    }
+    request = printed["request"]
+    assert "company_id" not in request
+    assert [item.get("product_id") for item in request["items"]] == [101, None]
+
+    failing = run_cli("map", "shopify", str(order), "--resolve", "--config", str(config), env=ENV)
+    assert failing.returncode == 2 and failing.stdout == ""
+    assert "not sendable: unknown SKU NEW-SKU-1" in failing.stderr
+    assert snapshot(sandbox) == before
+
+
+def test_an_order_dead_on_an_unknown_sku_leaves_no_company_or_contact(
+    services: tuple[Process, Process, Path],
+) -> None:
+    bridge, sandbox, _ = services
+    before = {path: records(sandbox, path) for path in ("/companies", "/contacts")}
+    for n in range(3):
+        lines = [("MUG-WHT", 1, "9.95"), ("NO-SUCH-SKU", 1, "4.00")]
+        payload = order_from(9600 + n, f"newcomer-{n}@buyer.example", lines)
+        dead = sign_and_post(bridge.url, "shopify", payload, SECRET).json()
+        assert dead["status"] == "dead" and "unknown SKU NO-SUCH-SKU" in dead["reason"], dead
+    assert {path: records(sandbox, path) for path in ("/companies", "/contacts")} == before
+
+
+def test_a_contact_naming_its_company_only_nested_lands_on_that_company(
+    services: tuple[Process, Process, Path],
+) -> None:
+    bridge, sandbox, _ = services
+    served = httpx.get(f"{sandbox.url}{API}/contacts/80", headers=AUTH).json()["data"]
+    assert "company_id" not in served and served["company"]["id"] == 8
+    companies = records(sandbox, "/companies")
+    answer = sign_and_post(bridge.url, "shopify", order_from(9500, "Nested@Buyer.example"), SECRET)
+    assert answer.status_code == 201, answer.text
+    assert invoice(sandbox, answer.json()["invoice_id"])["customer"]["id"] == 8
+    assert records(sandbox, "/companies") == companies
+
+
+def test_one_customer_id_from_two_sources_is_two_companies(
+    services: tuple[Process, Process, Path],
+) -> None:
+    bridge, sandbox, _ = services
+    outlet = shopify_order(9700)
+    outlet["email"] = "pat@outlet.example"
+    outlet["customer"] = {"id": 123, "email": "pat@outlet.example", "first_name": "Pat"}
+    first = sign_and_post(bridge.url, "outlet", body(outlet), SECRET, shop="outlet.myshopify.com")
+    assert first.status_code == 201, first.text
+    woo = json.loads((ROOT / "examples" / "woocommerce-order.json").read_text())
+    woo["customer_id"] = 123
+    woo["billing"].update(email="sam@woo.example", first_name="Sam", last_name="Woo")
+    second = sign_and_post(
+        bridge.url,
+        "woocommerce",
+        json.dumps(woo).encode(),
+        WOO_SECRET,
+        scheme="woocommerce-hmac",
+        topic="order.created",
+        shop="https://shop.example/",
+    )
+    assert second.status_code == 201, second.text
+    outlet_company = invoice(sandbox, first.json()["invoice_id"])["customer"]["id"]
+    woo_company = invoice(sandbox, second.json()["invoice_id"])["customer"]["id"]
+    assert outlet_company != woo_company
+    companies = {company["id"]: company for company in records(sandbox, "/companies")}
+    assert companies[outlet_company]["custom_fields"] == {"Outlet Customer ID": "123"}
+    assert companies[woo_company]["custom_fields"] == {"WooCommerce Customer ID": "123"}
+    assert companies[woo_company]["name"] == "Sam Woo"

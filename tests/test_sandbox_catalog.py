@@ -286,6 +286,32 @@ async def test_a_companys_contacts_page_with_limit(seed_file: Path) -> None:
     assert unknown.status_code == 404
 
 
+@pytest.mark.anyio
+async def test_a_contact_kept_in_the_nested_shape_is_served_and_counted_as_it_is(
+    tmp_path: Path, seed_file: Path
+) -> None:
+    # Luminous's own CLI reads contacts that name their company only as `company: {id, name}`.
+    nested = {"id": 30, "email": "nested@beta.test", "first_name": "Nell"}
+    nested["company"] = {"id": 43, "name": "Beta Stores"}
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"format": 1, "contacts": [nested]}))
+    invoice = {
+        "company_id": 43,
+        "order_date": "2024-05-01",
+        "payment_terms": "Net 30",
+        "items": [{"quantity": 1, "unit_price": 5, "sku": "MUG-RED"}],
+    }
+    async with serving(SandboxSettings(seed=seed_file, state=state)) as (client, sandbox):
+        served = await client.get("/contacts", params={"email[eq]": "nested@beta.test"})
+        of_beta = await client.get("/companies/43/contacts")
+        by_company = await client.get("/contacts", params={"company_id[eq]": "43"})
+        sandbox.create_invoice(invoice)
+        shown = await client.get("/invoices/1")
+    assert served.json()["data"] == [nested]
+    assert ids(of_beta) == ids(by_company) == [30]
+    assert shown.json()["data"]["customer"]["email"] == "nested@beta.test"
+
+
 def test_seeded_contacts_must_have_distinct_emails(tmp_path: Path) -> None:
     path = tmp_path / "seed.json"
     contacts = [

@@ -133,14 +133,22 @@ CONTACT_FILTERS: dict[str, Filterable] = {
     "company_id": Filterable(
         lambda record: (
             [as_text(company["id"]) for company in record.get("companies", [])]
-            or [as_text(record["company_id"])]
+            or [as_text(own_company_id(record))]
         )
     ),
-    "company.name": Filterable(lambda record: [as_text(record["company"]["name"])]),
+    "company.name": Filterable(lambda record: [as_text((record.get("company") or {}).get("name"))]),
 }
+
+
+def own_company_id(contact: Record) -> int | None:
+    """The contact's own company; a contact kept in Luminous's nested shape has only `company`."""
+    if contact.get("company_id") is not None:
+        return int(contact["company_id"])
+    company = contact.get("company")
+    return int(company["id"]) if isinstance(company, dict) else None
 
 
 def of_company(contact: Record, company_id: int) -> bool:
     """Whether the contact belongs to the company, as its own or one of several."""
     owners = {company["id"] for company in contact.get("companies", [])}
-    return company_id == contact["company_id"] or company_id in owners
+    return company_id == own_company_id(contact) or company_id in owners

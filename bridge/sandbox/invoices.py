@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from bridge.sandbox.contacts import own_company_id
 from bridge.sandbox.listing import DATE_OPERATORS, Filterable, as_text
 from bridge.sandbox.state import Record, SandboxState, new_product
 from bridge.sandbox.totals import InvoiceTotals
@@ -87,7 +88,8 @@ def _product(item: ItemInput, state: SandboxState, now: str, *, auto_products: b
 
 
 def _customer(company: Record, state: SandboxState) -> Record:
-    emails = [c["email"] for c in state.contacts.values() if c["company_id"] == company["id"]]
+    contacts = state.contacts.values()
+    emails = [c["email"] for c in contacts if own_company_id(c) == company["id"]]
     return {
         "id": company["id"],
         "name": company["name"],
