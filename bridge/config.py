@@ -19,7 +19,7 @@ import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from bridge.errors import ConfigError
-from bridge.mapping import InvoiceOptions, Mapping, load_mapping
+from bridge.mapping import IdentifyingMapping, InvoiceOptions, load_mapping
 
 DEFAULT_PATH = Path("bridge.toml")
 
@@ -130,7 +130,7 @@ class Source:
     """One configured source, ready to use: mapping loaded, options validated, secrets read."""
 
     name: str
-    mapping: Mapping
+    mapping: IdentifyingMapping
     scheme: Scheme
     secrets: tuple[str, ...]
     topics: tuple[str, ...]
@@ -157,7 +157,7 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 def _first_error(exc: pydantic.ValidationError, prefix: str = "") -> ConfigError:
     error = exc.errors()[0]
     key = _dotted(tuple(part for part in (prefix, *error["loc"]) if part != ""))
-    problem = error["msg"]
+    problem = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         problem = "unknown key"
     return ConfigError(key, problem)
@@ -210,7 +210,8 @@ def _build_source(name: str, raw: SourceConfig, environ: MappingABC[str, str]) -
             {**raw.options, "tag_topics": raw.tag_topics}
         )
     except pydantic.ValidationError as exc:
-        raise _first_error(exc, f"{key}.options") from None
+        own_table = exc.errors()[0]["loc"][:1] == ("tag_topics",)
+        raise _first_error(exc, key if own_table else f"{key}.options") from None
     secret_env = raw.secret_env
     if scheme != "none" and not secret_env:
         secret_env = f"{name.upper().replace('-', '_')}_WEBHOOK_SECRET"
