@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import __version__
-from bridge.config import Settings, check_runnable, load_settings
+from bridge.config import Settings, check_runnable, check_shop_secrets, load_settings
 from bridge.errors import BridgeError, ConfigError
 
 Command = Callable[[argparse.Namespace], int]
@@ -285,6 +285,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         return 2
+    for warning in check_shop_secrets(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     where = settings.path or "built-in defaults"
     print(f"configuration OK ({where}): sources {', '.join(settings.sources)}")
     return 0

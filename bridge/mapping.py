@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.errors import ConfigError, InvoiceError, MappingError
 from bridge.invoice import InvoiceRequest, ShipTo, request_total
+from bridge.shops import normalise_shop
 
 ENTRY_POINT_GROUP = "bridge.mappings"
 
@@ -57,6 +58,12 @@ class InvoiceOptions(BaseModel):
     # Later events in an order's life (a topic, or a status for some sources) → invoice tag.
     # Filled from `[sources.X.tag_topics]`.
     tag_topics: dict[str, str] = Field(default_factory=dict)
+    # Normalised shop → its own po_prefix, filled from the source's shop tables.
+    shop_po_prefixes: dict[str, str] = Field(default_factory=dict)
+
+    def po_prefix_for(self, shop: str | None) -> str:
+        """The prefix of a delivery's customer_po_number: its shop's own, else the source's."""
+        return self.shop_po_prefixes.get(normalise_shop(shop or ""), self.po_prefix)
 
 
 @dataclass(frozen=True)

@@ -392,7 +392,7 @@ class PartnerMapping:
             return _cancellation(order, options)
         # The total is checked by the bridge (reconcile_totals): an order that does not add
         # up ends dead, with a detail on `total` naming both amounts.
-        return _draft(order, options)
+        return _draft(order, options.po_prefix_for(delivery.shop), options)
 
     def identify(self, payload: Any) -> OrderRef | None:
         """The order a body names: its `order_id` and `order_number`, if they are well formed."""
@@ -423,7 +423,7 @@ def _cancellation(order: PartnerOrder, options: InvoiceOptions) -> Tag | Skip:
     )
 
 
-def _draft(order: PartnerOrder, options: InvoiceOptions) -> Draft:
+def _draft(order: PartnerOrder, po_prefix: str, options: InvoiceOptions) -> Draft:
     name = order.order_number or order.order_id
     tags = list(dict.fromkeys([*(order.tags or []), *options.tags]))
     values = {
@@ -438,7 +438,7 @@ def _draft(order: PartnerOrder, options: InvoiceOptions) -> Draft:
             for line in order.lines
         ],
         "ship_by_date": order.ship_by_date,
-        "customer_po_number": options.po_prefix + name,
+        "customer_po_number": po_prefix + name,
         "public_note": order.note,
         "private_note": order.private_note,
         "total_shipping": order.shipping,

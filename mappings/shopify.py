@@ -145,7 +145,7 @@ class ShopifyMapping:
         reason = _skip_reason(order, skip_test_orders=getattr(options, "skip_test_orders", True))
         if reason:
             return Skip(reason=reason, order_id=order_id)
-        return OrderTranslation(order, order_id, options).draft()
+        return OrderTranslation(order, order_id, options, delivery.shop).draft()
 
     def identify(self, payload: Any) -> OrderRef | None:
         """The order an order or refund body names: its id (a refund's `order_id`), its name."""
@@ -220,10 +220,13 @@ def _refuse_refund(order: dict[str, Any], topic: str | None) -> None:
 class OrderTranslation:
     """One Shopify order read into an invoice request; all problems are reported together."""
 
-    def __init__(self, order: dict[str, Any], order_id: str, options: InvoiceOptions) -> None:
+    def __init__(
+        self, order: dict[str, Any], order_id: str, options: InvoiceOptions, shop: str | None
+    ) -> None:
         self.order = order
         self.order_id = order_id
         self.options = options
+        self.shop = shop
         self.fields = FieldReader()
         self.taxes_included = self.fields.flag(order, "taxes_included", "")
 
@@ -234,7 +237,8 @@ class OrderTranslation:
         expected_total = fields.amount(order, "total_price", "")
         values: dict[str, Any] = {
             "order_date": self._order_date(),
-            "customer_po_number": self.options.po_prefix + (name or self._fallback_name()),
+            "customer_po_number": self.options.po_prefix_for(self.shop)
+            + (name or self._fallback_name()),
             "alternate_ids": [f"shopify:{self.order_id}"],
             "items": self._items(),
             "order_discount_amount": self._line_discounts(),

@@ -91,7 +91,7 @@ class WooCommerceMapping:
         if status not in statuses:
             wanted = ", ".join(statuses) or "none"
             return Skip(f"status {status} is not invoiced (invoice_statuses: {wanted})", order_id)
-        return OrderTranslation(order, order_id, options).draft()
+        return OrderTranslation(order, order_id, options, delivery.shop).draft()
 
     def identify(self, payload: Any) -> OrderRef | None:
         """The order a body names: its id, its number, and the site its `_links` point to."""
@@ -154,10 +154,13 @@ def _order_name(order: dict[str, Any]) -> str | None:
 class OrderTranslation:
     """One WooCommerce order read into an invoice request; all problems reported together."""
 
-    def __init__(self, order: dict[str, Any], order_id: str, options: InvoiceOptions) -> None:
+    def __init__(
+        self, order: dict[str, Any], order_id: str, options: InvoiceOptions, shop: str | None
+    ) -> None:
         self.order = order
         self.order_id = order_id
         self.options = options
+        self.shop = shop
         self.fields = OrderFields()
 
     def draft(self) -> Draft:
@@ -169,7 +172,7 @@ class OrderTranslation:
         fee_items, fee_discounts = self._fees()
         values: dict[str, Any] = {
             "order_date": self._order_date(),
-            "customer_po_number": self.options.po_prefix + name,
+            "customer_po_number": self.options.po_prefix_for(self.shop) + name,
             "alternate_ids": [f"woocommerce:{self.order_id}"],
             "items": items + fee_items,
             "order_discount_amount": line_discounts + fee_discounts,

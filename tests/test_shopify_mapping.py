@@ -631,3 +631,13 @@ def test_a_tag_topic_the_body_cannot_confirm_is_refused_in_the_options() -> None
     with pytest.raises(ValueError, match="cannot be confirmed from its body"):
         ShopifyOptions(tag_topics={"orders/edited": "edited"})
     assert ShopifyOptions(tag_topics={"refunded": "refunded"}).tag_topics  # a financial status
+
+
+def test_a_shops_po_prefix_names_its_invoices() -> None:
+    opts = options(po_prefix="SRC-", shop_po_prefixes={"acme.myshopify.com": "AC-"})
+    order = body("example-order")
+    acme = mapping.map(Delivery(order, shop="ACME.myshopify.com."), opts)
+    other = mapping.map(Delivery(order, shop="beta.myshopify.com"), opts)
+    assert isinstance(acme, Draft) and isinstance(other, Draft)
+    assert acme.request.customer_po_number == "AC-" + order["name"]
+    assert other.request.customer_po_number == "SRC-" + order["name"]
