@@ -14,7 +14,14 @@ import httpx
 import pytest
 
 from tests.conftest import TESTS
-from tests.harness import Process, admin_events, sandbox_invoices, serve_with_sandbox, sign_and_post
+from tests.harness import (
+    Process,
+    admin_events,
+    run_cli,
+    sandbox_invoices,
+    serve_with_sandbox,
+    sign_and_post,
+)
 
 GOLDEN = TESTS / "golden"
 # Shopify's dev-store order #1044 (id 4359400227009, paid, not cancelled): its total adds up.
@@ -247,3 +254,26 @@ def test_woocommerce_sites_are_told_apart_by_secret_and_by_their_links(
     assert len(invoices(process, "EX-#727")) == 1 and len(invoices(process, "#205")) == 1
     shops = {e["shop"] for e in events(process, "woocommerce", "727")}
     assert shops == {"example.com"}
+
+
+def test_bridge_send_signs_with_the_shops_own_secret(
+    bridge: tuple[Process, Path], tmp_path: Path
+) -> None:
+    process, config = bridge
+    args = ["--url", process.url, "--config", str(config)]
+    # The body's links name example.com, whose secret signs it.
+    sent = run_cli("send", "woocommerce", str(WOO_727), "--topic", "order.updated", *args, env=ENV)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert sent.stdout.startswith("HTTP 200") and '"duplicate": true' in sent.stdout
+    order = tmp_path / "tip.json"
+    order.write_bytes(TIP_ORDER)
+    beta = run_cli("send", "shops", str(order), "--shop", "beta.myshopify.com", *args, env=ENV)
+    assert beta.returncode == 0 and beta.stdout.startswith("HTTP 200"), beta.stdout + beta.stderr
+    default = run_cli("send", "shops", str(order), *args, env=ENV)  # the first shop table: acme
+    assert default.returncode == 0 and default.stdout.startswith("HTTP 200"), default.stderr
+    missing = run_cli("send", "shops", str(order), *args, env={**ENV, "ACME_SECRET": ""})
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        'bridge: configuration error: sources.shops.shops."acme.myshopify.com".secret_env: '
+        "ACME_SECRET is not set"
+    )
