@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import __version__
-from bridge.config import Settings, check_runnable, load_settings
+from bridge.config import Settings, Source, check_runnable, check_shop_secrets, load_settings
 from bridge.errors import BridgeError, ConfigError
 
 Command = Callable[[argparse.Namespace], int]
@@ -236,6 +236,38 @@ def _source(settings: Settings, name: str) -> Any:
     return settings.sources[name]
 
 
+def _shop_to_send(source: Source, example: str | None, body: bytes) -> str | None:
+    """The shop a test delivery comes from: the one its body names, else the first configured."""
+    from bridge.webhooks import identify
+    from bridge.wire import MalformedJSON, loads
+
+    try:
+        order = identify(source, loads(body))
+    except MalformedJSON:
+        order = None  # sent as it is: the bridge's answer says what is wrong
+    if order and order.shop:
+        return order.shop
+    configured = [shop.label for shop in source.shops.values()] or sorted(source.allowed_shops)
+    return configured[0] if configured else example
+
+
+def _signing_secret(settings: Settings, source: Source, shop: str | None) -> str:
+    """The secret a shop signs with: its own (its shop table's secret_env), else the source's."""
+    from bridge.config import secret_env_name
+    from bridge.shops import normalise_shop
+
+    table = source.shops.get(normalise_shop(shop or ""))
+    if table is not None and table.secret_env:
+        secrets, key = table.secrets, f'sources.{source.name}.shops."{table.label}".secret_env'
+        env_name: str | None = table.secret_env
+    else:
+        secrets, key = source.secrets, f"sources.{source.name}.secret_env"
+        env_name = secret_env_name(settings.config, source.name)
+    if source.scheme != "none" and not secrets:
+        raise ConfigError(key, f"{env_name} is not set")
+    return secrets[0] if secrets else ""
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     import hashlib
 
@@ -247,22 +279,11 @@ def cmd_send(args: argparse.Namespace) -> int:
     source = _source(settings, args.source)
     body = _read_payload(args.file)
     scheme = SCHEMES[source.scheme]
-    if scheme.name != "none" and not source.secrets:
-        from bridge.config import secret_env_name
-
-        env_name = secret_env_name(settings.config, source.name)
-        raise ConfigError(f"sources.{source.name}.secret_env", f"{env_name} is not set")
-    shop = args.shop or (sorted(source.allowed_shops)[0] if source.allowed_shops else None)
-    if shop is None and scheme.shop_header:
-        shop = (
-            "https://demo-shop.example/"
-            if "wc" in scheme.shop_header
-            else "demo-shop.myshopify.com"
-        )
+    shop = args.shop or _shop_to_send(source, scheme.example_shop, body)
     delivery_id = args.delivery_id or f"bridge-send-{hashlib.sha256(body).hexdigest()[:24]}"
     headers = scheme.sign(
         body,
-        source.secrets[0] if source.secrets else "",
+        _signing_secret(settings, source, shop),
         topic=args.topic or (source.topics[0] if source.topics else None),
         shop=shop,
         delivery_id=delivery_id,
@@ -292,6 +313,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         return 2
+    for warning in check_shop_secrets(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     where = settings.path or "built-in defaults"
     print(f"configuration OK ({where}): sources {', '.join(settings.sources)}")
     return 0
@@ -407,7 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--url", default="http://127.0.0.1:8080")
     send.add_argument("--topic", metavar="T")
     send.add_argument("--delivery-id", metavar="ID")
-    send.add_argument("--shop", metavar="SHOP", help="shop domain header to send")
+    send.add_argument(
+        "--shop",
+        metavar="SHOP",
+        help="the shop it comes from (default: the one the body names, else the first configured)",
+    )
 
     check = command("check-config", cmd_check_config, "validate the configuration")
     check.add_argument("--sandbox", action="store_true", help="check it for serve --sandbox")

@@ -16,10 +16,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from bridge.errors import ConfigError
-from bridge.mapping import InvoiceOptions, Mapping, load_mapping
+from bridge.mapping import IdentifyingMapping, InvoiceOptions, load_mapping
+from bridge.shops import normalise_shop
 
 DEFAULT_PATH = Path("bridge.toml")
 
@@ -38,6 +46,8 @@ DEFAULT_TOPICS: dict[str, tuple[str, ...]] = {
     "woocommerce": ("order.created", "order.updated"),
 }
 
+_API_URL = re.compile(r"https?://[^/?#\s@]+(?:/[^?#\s]*)?")
+_API_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}|unstable")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -104,6 +114,62 @@ class RetryConfig(_Section):
     max_age: Duration = 86400.0
 
 
+class ShopConfig(_Section):
+    """`[sources.X.shops."<shop>"]`: one shop of a source, its own secret and settings."""
+
+    secret_env: str | None = None  # this shop's own webhook secret(s); else the source's
+    po_prefix: str | None = None  # else the source's options.po_prefix
+    # The shop's own API, for backfill and reconciliation.
+    api_url: str | None = None
+    api_token_env: str | None = None  # Shopify: a static Admin API access token
+    api_client_id_env: str | None = None  # Shopify: a Dev Dashboard app's credentials
+    api_client_secret_env: str | None = None
+    api_key_env: str | None = None  # WooCommerce REST consumer key and secret
+    api_secret_env: str | None = None
+    api_version: str | None = None  # Shopify only
+
+    @field_validator("api_url")
+    @classmethod
+    def _origin(cls, value: str | None) -> str | None:
+        if value is not None and not _API_URL.fullmatch(value):
+            raise ValueError(
+                f"must be an http(s) URL such as https://acme.myshopify.com, not {value!r}"
+            )
+        return value
+
+    @field_validator("api_version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        if value is not None and not _API_VERSION.fullmatch(value):
+            raise ValueError(f"must be an API version such as '2025-10', not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind_of_credentials(self) -> ShopConfig:
+        pairs = (
+            ("api_client_id_env", self.api_client_id_env, "api_client_secret_env"),
+            ("api_client_secret_env", self.api_client_secret_env, "api_client_id_env"),
+            ("api_key_env", self.api_key_env, "api_secret_env"),
+            ("api_secret_env", self.api_secret_env, "api_key_env"),
+        )
+        given = {name for name, value, _ in pairs if value}
+        for name, value, partner in pairs:
+            if value and partner not in given:
+                raise ValueError(f"{name} needs {partner} as well")
+        kinds = [
+            name
+            for name, value in (
+                ("api_token_env", self.api_token_env),
+                ("api_client_id_env", self.api_client_id_env),
+                ("api_key_env", self.api_key_env),
+            )
+            if value
+        ]
+        if len(kinds) > 1:
+            raise ValueError(f"{' and '.join(kinds)} are different credentials; give one kind")
+        return self
+
+
 class SourceConfig(_Section):
     mapping: str | None = None
     verify: Scheme | None = None
@@ -111,6 +177,7 @@ class SourceConfig(_Section):
     topics: list[str] | None = None  # default: the mapping's own (DEFAULT_TOPICS); [] = any
     strict_answers: bool | None = None
     allowed_shops: list[str] = Field(default_factory=list)
+    shops: dict[str, ShopConfig] = Field(default_factory=dict)
     tag_topics: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -126,17 +193,50 @@ class Config(_Section):
 
 
 @dataclass(frozen=True)
+class ShopAPI:
+    """Where a shop's own order API is and the credentials it takes (read once, never shown)."""
+
+    url: str | None = None
+    version: str | None = None
+    token: str | None = field(default=None, repr=False)
+    client_id: str | None = field(default=None, repr=False)
+    client_secret: str | None = field(default=None, repr=False)
+    key: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Shop:
+    """One shop table, ready to use: its name normalised, its own secrets read."""
+
+    name: str  # normalised: how deliveries and order keys name it
+    label: str  # as the configuration writes it (what `bridge send` puts in the header)
+    secret_env: str | None
+    secrets: tuple[str, ...] = field(repr=False)  # its own; empty: it signs with the source's
+    po_prefix: str | None = None
+    api: ShopAPI = field(default_factory=ShopAPI)
+
+
+@dataclass(frozen=True)
 class Source:
     """One configured source, ready to use: mapping loaded, options validated, secrets read."""
 
     name: str
-    mapping: Mapping
+    mapping: IdentifyingMapping
     scheme: Scheme
-    secrets: tuple[str, ...]
+    secrets: tuple[str, ...] = field(repr=False)
     topics: tuple[str, ...]
     strict_answers: bool
     allowed_shops: frozenset[str]
     options: InvoiceOptions
+    shops: MappingABC[str, Shop] = field(default_factory=dict)  # by normalised name
+
+    def accepts(self, shop: str) -> bool:
+        """Whether deliveries from `shop` (normalised) are taken: its shop tables replace
+        `allowed_shops`, and with neither any shop is."""
+        if self.shops:
+            return shop in self.shops
+        return not self.allowed_shops or shop in self.allowed_shops
 
 
 @dataclass(frozen=True)
@@ -151,13 +251,14 @@ class Settings:
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+    # A shop's name has dots of its own: `sources.shopify.shops."acme.myshopify.com".po_prefix`.
+    return ".".join(f'"{part}"' if "." in str(part) else str(part) for part in loc)
 
 
 def _first_error(exc: pydantic.ValidationError, prefix: str = "") -> ConfigError:
     error = exc.errors()[0]
-    key = _dotted(tuple(part for part in (prefix, *error["loc"]) if part != ""))
-    problem = error["msg"]
+    key = ".".join(part for part in (prefix, _dotted(error["loc"])) if part)
+    problem = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         problem = "unknown key"
     return ConfigError(key, problem)
@@ -194,6 +295,44 @@ def _secrets(env_name: str | None, environ: MappingABC[str, str]) -> tuple[str, 
     return tuple(part.strip() for part in environ.get(env_name, "").split(",") if part.strip())
 
 
+def _env(name: str | None, environ: MappingABC[str, str]) -> str | None:
+    return (environ.get(name) or None) if name else None
+
+
+def _build_shops(
+    key: str, raw: SourceConfig, scheme: Scheme, environ: MappingABC[str, str]
+) -> dict[str, Shop]:
+    if raw.shops and raw.allowed_shops:
+        raise ConfigError(
+            f"{key}.allowed_shops",
+            f'shop tables replace it: list each shop as [{key}.shops."<shop>"] instead',
+        )
+    shops: dict[str, Shop] = {}
+    for label, table in raw.shops.items():
+        name, where = normalise_shop(label), f'{key}.shops."{label}"'
+        if not name:
+            raise ConfigError(where, "is not a shop name")
+        if name in shops:
+            raise ConfigError(where, f'is the same shop as "{shops[name].label}"')
+        shops[name] = Shop(
+            name=name,
+            label=label,
+            secret_env=table.secret_env,
+            secrets=_secrets(table.secret_env, environ) if scheme != "none" else (),
+            po_prefix=table.po_prefix,
+            api=ShopAPI(
+                url=table.api_url,
+                version=table.api_version,
+                token=_env(table.api_token_env, environ),
+                client_id=_env(table.api_client_id_env, environ),
+                client_secret=_env(table.api_client_secret_env, environ),
+                key=_env(table.api_key_env, environ),
+                secret=_env(table.api_secret_env, environ),
+            ),
+        )
+    return shops
+
+
 def _build_source(name: str, raw: SourceConfig, environ: MappingABC[str, str]) -> Source:
     key = f"sources.{name}"
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
@@ -203,14 +342,22 @@ def _build_source(name: str, raw: SourceConfig, environ: MappingABC[str, str]) -
     scheme = raw.verify or DEFAULT_SCHEME.get(mapping.name)
     if scheme is None:
         raise ConfigError(f"{key}.verify", "required for this mapping")
-    if "tag_topics" in raw.options:
-        raise ConfigError(f"{key}.options.tag_topics", f"belongs in [{key}.tag_topics]")
+    # Filled from their own tables, so the options never carry them twice.
+    for option, home in (
+        ("tag_topics", f"[{key}.tag_topics]"),
+        ("shop_po_prefixes", f'[{key}.shops."<shop>"] as po_prefix'),
+    ):
+        if option in raw.options:
+            raise ConfigError(f"{key}.options.{option}", f"belongs in {home}")
+    shops = _build_shops(key, raw, scheme, environ)
+    prefixes = {shop.name: shop.po_prefix for shop in shops.values() if shop.po_prefix is not None}
     try:
         options = mapping.options_model.model_validate(
-            {**raw.options, "tag_topics": raw.tag_topics}
+            {**raw.options, "tag_topics": raw.tag_topics, "shop_po_prefixes": prefixes}
         )
     except pydantic.ValidationError as exc:
-        raise _first_error(exc, f"{key}.options") from None
+        own_table = exc.errors()[0]["loc"][:1] == ("tag_topics",)
+        raise _first_error(exc, key if own_table else f"{key}.options") from None
     secret_env = raw.secret_env
     if scheme != "none" and not secret_env:
         secret_env = f"{name.upper().replace('-', '_')}_WEBHOOK_SECRET"
@@ -224,8 +371,9 @@ def _build_source(name: str, raw: SourceConfig, environ: MappingABC[str, str]) -
         if raw.topics is not None
         else DEFAULT_TOPICS.get(mapping.name, ()),
         strict_answers=strict,
-        allowed_shops=frozenset(shop.lower() for shop in raw.allowed_shops),
+        allowed_shops=frozenset(normalise_shop(shop) for shop in raw.allowed_shops),
         options=options,
+        shops=shops,
     )
 
 
@@ -269,12 +417,47 @@ def check_runnable(settings: Settings, *, sandbox: bool) -> list[str]:
                 f"{settings.config.luminous.token_env} is not set"
             )
     for name, source in settings.sources.items():
-        if source.scheme != "none" and not source.secrets:
+        signs = source.scheme != "none"
+        # Shops that all have secrets of their own do not need the source's.
+        own = bool(source.shops) and all(shop.secret_env for shop in source.shops.values())
+        if signs and not source.secrets and not own:
             env_name = secret_env_name(settings.config, name)
             problems.append(
                 f"sources.{name}.secret_env: environment variable {env_name} is not set"
             )
+        for shop in source.shops.values():
+            if signs and shop.secret_env and not shop.secrets:
+                problems.append(
+                    f'sources.{name}.shops."{shop.label}".secret_env: '
+                    f"environment variable {shop.secret_env} is not set"
+                )
         fixed = source.options.company == "fixed"
         if fixed and source.options.company_id is None and not sandbox:
             problems.append(f"sources.{name}.options.company_id: required with company = 'fixed'")
     return problems
+
+
+def check_shop_secrets(settings: Settings) -> list[str]:
+    """Shops that cannot be told apart by their secret, as `key: warning` lines.
+
+    Where order ids are per shop, a delivery's shop must be proved; a secret several shops
+    share proves none, and then only a body that names its shop does.
+    """
+    warnings = []
+    for name, source in settings.sources.items():
+        if source.mapping.unique_order_ids:
+            continue
+        sharing: dict[tuple[str, ...], list[str]] = {}
+        for shop in source.shops.values():
+            sharing.setdefault(shop.secrets or source.secrets, []).append(shop.label)
+        for allowed in sorted(source.allowed_shops):
+            sharing.setdefault(source.secrets, []).append(allowed)
+        for secrets, labels in sharing.items():
+            if secrets and len(labels) > 1:
+                warnings.append(
+                    f"sources.{name}: shops {', '.join(labels)} share one webhook secret and "
+                    f"{source.mapping.name} order ids are per shop, so a delivery whose body "
+                    "does not name its shop could be posted again as another of them; "
+                    "give each shop its own secret_env"
+                )
+    return warnings

@@ -2,7 +2,9 @@
 
 A mapping never does I/O. It sees the parsed payload, the headers and its options, and
 returns a `Draft` (the invoice request plus what the bridge needs to check it) or a
-`Skip` (not invoiced, and why). It raises `MappingError` for a payload it refuses.
+`Skip` (not invoiced, and why). It raises `MappingError` for a payload it refuses. It may
+also name a payload's order cheaply on receipt (`identify`), and declare whether its order
+ids are unique across shops (`unique_order_ids`); a mapping without them still loads.
 
 Mappings are found by name, one mechanism for built-ins and third parties alike: a name
 registered in the `bridge.mappings` entry-point group (`shopify`), or an import string
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.errors import ConfigError, InvoiceError, MappingError
 from bridge.invoice import InvoiceRequest, ShipTo, request_total
+from bridge.shops import normalise_shop
 
 ENTRY_POINT_GROUP = "bridge.mappings"
 
@@ -55,6 +58,12 @@ class InvoiceOptions(BaseModel):
     # Later events in an order's life (a topic, or a status for some sources) → invoice tag.
     # Filled from `[sources.X.tag_topics]`.
     tag_topics: dict[str, str] = Field(default_factory=dict)
+    # Normalised shop → its own po_prefix, filled from the source's shop tables.
+    shop_po_prefixes: dict[str, str] = Field(default_factory=dict)
+
+    def po_prefix_for(self, shop: str | None) -> str:
+        """The prefix of a delivery's customer_po_number: its shop's own, else the source's."""
+        return self.shop_po_prefixes.get(normalise_shop(shop or ""), self.po_prefix)
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,15 @@ class Tag:
 MapResult = Draft | Skip | Tag
 
 
+@dataclass(frozen=True)
+class OrderRef:
+    """Which order a payload is about, read without judging the rest of the payload."""
+
+    order_id: str
+    order_name: str | None = None
+    shop: str | None = None  # the shop the payload itself names, as written (WooCommerce `_links`)
+
+
 @runtime_checkable
 class Mapping(Protocol):
     """A source's translation of its payloads into Luminous invoices."""
@@ -129,12 +147,42 @@ class Mapping(Protocol):
         ...
 
 
+@runtime_checkable
+class IdentifyingMapping(Mapping, Protocol):
+    """A mapping that also names a payload's order on receipt, as every built-in one does."""
+
+    # True when an order id names one order across every shop of the source (Shopify's do):
+    # then the shop is no part of the order's identity.
+    unique_order_ids: bool
+
+    def identify(self, payload: Any) -> OrderRef | None:
+        """The order a parsed payload names, even one `map` would refuse; never raises."""
+        ...
+
+
+class MapOnlyMapping:
+    """A mapping written before `identify`: its events learn their order once mapped."""
+
+    unique_order_ids = False
+
+    def __init__(self, mapping: Mapping) -> None:
+        self.mapping = mapping
+        self.name = mapping.name
+        self.options_model = mapping.options_model
+
+    def map(self, delivery: Delivery, options: InvoiceOptions) -> Draft | Skip | Tag:
+        return self.mapping.map(delivery, options)
+
+    def identify(self, payload: Any) -> OrderRef | None:
+        return None
+
+
 def installed_mappings() -> dict[str, str]:
     """Registered mapping names and the import string each points to."""
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def load_mapping(name: str, *, key: str = "mapping") -> Mapping:
+def load_mapping(name: str, *, key: str = "mapping") -> IdentifyingMapping:
     """Resolve a registered name or a `package.module:attr` string to a mapping object."""
     target = installed_mappings().get(name, name)
     module_name, _, attr = target.partition(":")
@@ -153,9 +201,13 @@ def load_mapping(name: str, *, key: str = "mapping") -> Mapping:
             obj = getattr(obj, part)
         except AttributeError as exc:
             raise ConfigError(key, f"{module_name!r} has no attribute {attr!r}") from exc
+    if isinstance(obj, IdentifyingMapping):
+        return obj
     if not isinstance(obj, Mapping):
         raise ConfigError(key, f"{target!r} is not a mapping (needs name, options_model, map)")
-    return obj
+    if hasattr(obj, "identify") or hasattr(obj, "unique_order_ids"):
+        raise ConfigError(key, f"{target!r} needs both identify and unique_order_ids, or neither")
+    return MapOnlyMapping(obj)
 
 
 def invoice_request(

@@ -47,6 +47,7 @@ class Scheme:
     topic_header: str | None = None
     shop_header: str | None = None
     delivery_header: str | None = None
+    example_shop: str | None = None  # what `bridge send` names when no shop is configured
 
     @property
     def secret_headers(self) -> frozenset[str]:
@@ -178,6 +179,7 @@ SCHEMES: dict[str, Scheme] = {
         topic_header="x-shopify-topic",
         shop_header="x-shopify-shop-domain",
         delivery_header="x-shopify-webhook-id",
+        example_shop="demo-shop.myshopify.com",
     ),
     "woocommerce-hmac": Scheme(
         "woocommerce-hmac",
@@ -186,6 +188,7 @@ SCHEMES: dict[str, Scheme] = {
         shop_header="x-wc-webhook-source",
         # Its delivery ID is fresh on every attempt, so deduplication uses the body's hash.
         delivery_header=None,
+        example_shop="https://demo-shop.example/",
     ),
     "standard-webhooks": Scheme("standard-webhooks", delivery_header="webhook-id"),
     "bearer": Scheme("bearer"),

@@ -1,9 +1,10 @@
 """`POST /webhooks/{source}`: verify, record, then answer with what became of the order.
 
 Checks run in the documented order and the first that fails answers: 404 unknown source,
-413 too large, 415 not JSON, 401 bad signature, 403 shop not allowed, 400 malformed JSON.
-Once a delivery is authentic and well-formed it is recorded durably, and from then on a
-shop always gets a 2xx whose body says what happened.
+413 too large, 415 not JSON, 401 bad signature, 403 shop not allowed or contradicted by the
+secret, 400 malformed JSON, 403 shop contradicted by the signed body. Once a delivery is
+authentic and well-formed it is recorded durably, and from then on a shop always gets a 2xx
+whose body says what happened.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from bridge.config import Settings, Source
+from bridge.config import Settings, Source, check_shop_secrets
 from bridge.errors import InputError, StoreError
+from bridge.mapping import OrderRef
 from bridge.responses import BridgeJSON, error
+from bridge.shops import check_accepted, settle_shop, verify_sender
 from bridge.store.base import CREATED, DEAD, REJECTED, Event, NewDelivery, Store
 from bridge.verify import SCHEMES
-from bridge.wire import MalformedJSON, loads
+from bridge.wire import MalformedJSON, dumps, loads
 from bridge.worker import Worker
 
 log = logging.getLogger("bridge.webhooks")
@@ -83,6 +86,24 @@ def check_content_type(header: str) -> str:
     return media_type
 
 
+def delivery_key(topic: str | None, shop: str, delivery_id: str) -> str:
+    """What the store deduplicates on: the delivery's id with its topic and shop.
+
+    Neither header is signed, so a copy of a delivery under another topic or shop is another
+    delivery, never a "repeat" that would shadow the genuine one.
+    """
+    return dumps([topic, shop, delivery_id]).decode()
+
+
+def identify(source: Source, payload: Any) -> OrderRef | None:
+    """The order the payload names, by the mapping's own cheap reading of it."""
+    try:
+        return source.mapping.identify(payload)
+    except Exception:  # a plugin's bug must not turn an authentic delivery away
+        log.exception("source=%s mapping %s: identify raised", source.name, source.mapping.name)
+        return None
+
+
 def _refusal(response: BridgeJSON) -> BridgeJSON:
     # A refused request may still be sending its body (too large, trickling, not read at
     # all): close the connection rather than keep reading what nobody will use.
@@ -124,6 +145,8 @@ class WebhookEndpoint:
         self.settings = settings
         self.store = store
         self.worker = worker
+        for warning in check_shop_secrets(settings):
+            log.warning("%s", warning)
 
     async def handle(self, request: Request) -> Response:
         name = request.path_params["source"]
@@ -168,19 +191,30 @@ class WebhookEndpoint:
             )
         body = await read_body(request, server.max_body_bytes, server.body_timeout)
         headers = {key.lower(): value for key, value in request.headers.items()}
-        scheme.verify(headers, body, source.secrets)
-        shop = scheme.shop(headers)
-        if source.allowed_shops and shop not in source.allowed_shops:
-            raise InputError(403, "shop_not_allowed", f"shop {shop or '(none)'!r} is not allowed")
+        sender = verify_sender(source, scheme, headers, body)
+        if sender:
+            check_accepted(source, sender)
         try:
-            loads(body)
+            payload = loads(body)
         except MalformedJSON as exc:
             raise InputError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
-        delivery_key = scheme.delivery_id(headers) or "sha256:" + hashlib.sha256(body).hexdigest()
+        order = identify(source, payload)
+        shop = settle_shop(sender, order.shop if order else None)
+        check_accepted(source, shop)
+        topic = scheme.topic(headers)
+        delivery_id = scheme.delivery_id(headers) or "sha256:" + hashlib.sha256(body).hexdigest()
         kept = {key: value for key, value in headers.items() if key not in scheme.secret_headers}
-        event, created = await self.store.record(
-            NewDelivery(source.name, delivery_key, shop, scheme.topic(headers), kept, body)
+        delivery = NewDelivery(
+            source.name,
+            delivery_key(topic, shop, delivery_id),
+            shop,
+            topic,
+            kept,
+            body,
+            order_id=order.order_id if order else None,
+            order_name=order.order_name if order else None,
         )
+        event, created = await self.store.record(delivery)
         if not event.finished:
             self.worker.kick(event.id)
             event = await self.worker.wait(event.id, server.respond_within) or event

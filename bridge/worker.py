@@ -43,6 +43,7 @@ from bridge.mapping import (
 from bridge.metrics import Metrics
 from bridge.resolver import CatalogClient, ResolutionError, Resolver
 from bridge.retry import RetryPolicy
+from bridge.shops import order_scope
 from bridge.store.base import DEAD, REJECTED, SKIPPED, TAGGED, Event, OrderKey, Store
 from bridge.wire import MalformedJSON, loads
 
@@ -272,7 +273,7 @@ class Worker:
             return
         result = await self._map(event, source)
         if isinstance(result, Tag):
-            await self._tag(event, result)
+            await self._tag(event, source, result)
         elif isinstance(result, Draft):
             await self._invoice(event, source, result)
 
@@ -312,7 +313,7 @@ class Worker:
         return result
 
     async def _invoice(self, event: Event, source: Source, draft: Draft) -> None:
-        key = OrderKey(event.source, event.shop, draft.order_id)
+        key = OrderKey(event.source, order_scope(source, event.shop), draft.order_id)
         claim = await self.store.claim_order(key, event.id, self.lease, draft.order_name)
         event = dataclasses.replace(event, order_id=draft.order_id, order_name=draft.order_name)
         if claim.invoice_id is not None:
@@ -368,9 +369,9 @@ class Worker:
             return
         await self._complete(event, key, invoice.id, draft)
 
-    async def _tag(self, event: Event, tag: Tag) -> None:
+    async def _tag(self, event: Event, source: Source, tag: Tag) -> None:
         """Tag the order's invoice; wait (retrying) while the invoice does not exist yet."""
-        key = OrderKey(event.source, event.shop, tag.order_id)
+        key = OrderKey(event.source, order_scope(source, event.shop), tag.order_id)
         await self.store.set_order(event.id, tag.order_id, tag.order_name)
         invoice_id = await self.store.invoice_for(key)
         if invoice_id is None:

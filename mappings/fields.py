@@ -18,6 +18,7 @@ ZERO = Decimal("0.00")
 # Shopify writes amounts as plain decimal strings; anything else (exponents, NaN, "1_000",
 # thousands separators) is refused rather than guessed at.
 _AMOUNT_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_ID_TEXT = re.compile(r"[0-9]{1,20}")
 # Bounds that keep every sum and product of an order exact in Decimal's 28-digit default
 # context: a trillion per amount, a million per quantity, micro-units at the finest.
 AMOUNT_LIMIT = Decimal(10) ** 12
@@ -46,6 +47,16 @@ def describe(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return f"a {type(value).__name__}"
+
+
+def parse_id(value: object, bits: int) -> str | None:
+    """A positive whole-number id below 2**bits (an int, or a string of digits) as text; None
+    for anything else. Ids never pass through float: JSON integers arrive exact."""
+    if isinstance(value, str) and _ID_TEXT.fullmatch(value):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**bits:
+        return str(value)
+    return None
 
 
 def parse_amount(value: object) -> Decimal:

@@ -33,6 +33,7 @@ from bridge.mapping import (
     Delivery,
     Draft,
     InvoiceOptions,
+    OrderRef,
     Skip,
     Tag,
     invoice_request,
@@ -382,6 +383,7 @@ class PartnerMapping:
 
     name = "partner"
     options_model: type[InvoiceOptions] = InvoiceOptions
+    unique_order_ids = False  # unique per partner: two partners may use the same ids
 
     def map(self, delivery: Delivery, options: InvoiceOptions) -> Draft | Skip | Tag:
         """Translate one delivery; raise `MappingError` naming every wrong field."""
@@ -390,8 +392,20 @@ class PartnerMapping:
             return _cancellation(order, options)
         # The total is checked by the bridge (reconcile_totals): an order that does not add
         # up ends dead, with a detail on `total` naming both amounts.
-        draft = _draft(order, options)
-        return draft
+        return _draft(order, options.po_prefix_for(delivery.shop), options)
+
+    def identify(self, payload: Any) -> OrderRef | None:
+        """The order a body names: its `order_id` and `order_number`, if they are well formed."""
+        if not isinstance(payload, dict):
+            return None
+        order_id, number = payload.get("order_id"), payload.get("order_number")
+        if not isinstance(order_id, str) or not _ORDER_ID.fullmatch(order_id):
+            return None
+        try:
+            name = _text(64)(number) or order_id
+        except ValueError:
+            name = order_id
+        return OrderRef(order_id, name)
 
 
 mapping = PartnerMapping()
@@ -409,7 +423,7 @@ def _cancellation(order: PartnerOrder, options: InvoiceOptions) -> Tag | Skip:
     )
 
 
-def _draft(order: PartnerOrder, options: InvoiceOptions) -> Draft:
+def _draft(order: PartnerOrder, po_prefix: str, options: InvoiceOptions) -> Draft:
     name = order.order_number or order.order_id
     tags = list(dict.fromkeys([*(order.tags or []), *options.tags]))
     values = {
@@ -424,7 +438,7 @@ def _draft(order: PartnerOrder, options: InvoiceOptions) -> Draft:
             for line in order.lines
         ],
         "ship_by_date": order.ship_by_date,
-        "customer_po_number": options.po_prefix + name,
+        "customer_po_number": po_prefix + name,
         "public_note": order.note,
         "private_note": order.private_note,
         "total_shipping": order.shipping,

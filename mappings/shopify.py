@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
+
+from pydantic import field_validator
 
 from bridge.errors import MappingError
 from bridge.invoice import ShipTo
@@ -31,13 +34,14 @@ from bridge.mapping import (
     Delivery,
     Draft,
     InvoiceOptions,
+    OrderRef,
     Skip,
     Tag,
     invoice_request,
 )
-from mappings.fields import ZERO, FieldReader, describe, unit_prices
+from mappings.fields import ZERO, FieldReader, describe, parse_id, unit_prices
 
-__all__ = ["ShopifyMapping", "ShopifyOptions", "mapping"]
+__all__ = ["TAG_TOPICS", "ShopifyMapping", "ShopifyOptions", "mapping"]
 
 _ORDER_ID = re.compile(r"[0-9]{1,20}")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
@@ -53,10 +57,54 @@ _ADDRESS_FIELDS = {
 _ORDER_DUTIES = ("original_total_duties", "total_duties", "current_total_duties")
 
 
+def _is_refund(payload: dict[str, Any]) -> bool:
+    """A refunds/create body: it names its order in `order_id` and has no lines of its own."""
+    return "line_items" not in payload and ("refund_line_items" in payload or "order_id" in payload)
+
+
+def _unless(shown: Callable[[dict[str, Any]], bool], missing: str) -> Callable[[Any], str | None]:
+    return lambda payload: None if shown(payload) else missing
+
+
+# The topics that may tag an invoice, and what their signed body must show for it: the topic
+# header is not signed, so an order's first delivery posted again as `orders/cancelled` must
+# not tag a live invoice. Each check returns what the body lacks, or None.
+TAG_TOPICS: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "orders/cancelled": _unless(
+        lambda order: order.get("cancelled_at") not in (None, ""), "its cancelled_at is not set"
+    ),
+    "refunds/create": _unless(_is_refund, "it is an order, not a refund"),
+    "orders/paid": _unless(
+        lambda order: order.get("financial_status") == "paid", "its financial_status is not paid"
+    ),
+    "orders/fulfilled": _unless(
+        lambda order: order.get("fulfillment_status") == "fulfilled",
+        "its fulfillment_status is not fulfilled",
+    ),
+    "orders/partially_fulfilled": _unless(
+        lambda order: order.get("fulfillment_status") == "partial",
+        "its fulfillment_status is not partial",
+    ),
+}
+
+
 class ShopifyOptions(InvoiceOptions):
     """Options of a Shopify source: the common ones, and whether test orders are skipped."""
 
     skip_test_orders: bool = True
+
+    @field_validator("tag_topics")
+    @classmethod
+    def _topics_the_body_can_confirm(cls, tag_topics: dict[str, str]) -> dict[str, str]:
+        # A key with a slash is a topic; one without is a financial status (orders/updated).
+        for key in tag_topics:
+            if "/" in key and key not in TAG_TOPICS:
+                known = ", ".join(TAG_TOPICS)
+                raise ValueError(
+                    f"topic {key!r} cannot be confirmed from its body, so it cannot tag "
+                    f"(topics that can: {known}; or a financial status such as refunded)"
+                )
+        return tag_topics
 
 
 class ShopifyMapping:
@@ -64,6 +112,7 @@ class ShopifyMapping:
 
     name = "shopify"
     options_model: type[InvoiceOptions] = ShopifyOptions
+    unique_order_ids = True  # Shopify order ids are unique across all shops
 
     def map(self, delivery: Delivery, options: InvoiceOptions) -> Draft | Skip | Tag:
         """Translate one delivery; raise `MappingError` when the payload is unusable."""
@@ -73,36 +122,62 @@ class ShopifyMapping:
                 "a Shopify order must be a JSON object",
                 [("$", f"must be an object, got {describe(order)}")],
             )
-        tag = options.tag_topics.get(delivery.topic or "")
-        if tag is not None:
-            return _tag(order, delivery.topic or "", tag)
+        topic = delivery.topic or ""
+        if topic in options.tag_topics:
+            check = TAG_TOPICS.get(topic)
+            missing = check(order) if check else "the bridge cannot check this topic"
+            if missing:
+                ref = self.identify(order)
+                return Skip(
+                    f"topic {topic} is not signed and the signed body does not bear it out "
+                    f"({missing}), so nothing is tagged",
+                    ref.order_id if ref else None,
+                )
+            return _tag(order, topic, options.tag_topics[topic])
         # A later update (orders/updated) whose financial status is configured, such as
         # "partially_refunded", tags the invoice; an order's first delivery never does.
         status = order.get("financial_status")
         later = delivery.topic not in (None, "orders/create")
         if later and isinstance(status, str) and status in options.tag_topics:
             return _tag(order, f"financial_status {status}", options.tag_topics[status])
+        _refuse_refund(order, delivery.topic)
         order_id = _order_id(order)
         reason = _skip_reason(order, skip_test_orders=getattr(options, "skip_test_orders", True))
         if reason:
             return Skip(reason=reason, order_id=order_id)
-        _refuse_refund(order, delivery.topic)
-        return OrderTranslation(order, order_id, options).draft()
+        return OrderTranslation(order, order_id, options, delivery.shop).draft()
+
+    def identify(self, payload: Any) -> OrderRef | None:
+        """The order an order or refund body names: its id (a refund's `order_id`), its name."""
+        if not isinstance(payload, dict):
+            return None
+        field, raw = _id_field(payload)
+        order_id = parse_id(raw, 64)
+        if order_id is None:
+            return None
+        name = None if field == "order_id" else payload.get("name")
+        return OrderRef(order_id, (name.strip() or None) if isinstance(name, str) else None)
 
 
 mapping = ShopifyMapping()
 
 
+def _id_field(payload: dict[str, Any]) -> tuple[str, Any]:
+    # A refund names its order in `order_id`; an order carries its own `id`.
+    return (
+        ("order_id", payload.get("order_id")) if _is_refund(payload) else ("id", payload.get("id"))
+    )
+
+
 def _order_id(order: dict[str, Any]) -> str:
-    raw = order.get("id")
-    if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**64:
-        return str(raw)
-    if isinstance(raw, str) and _ORDER_ID.fullmatch(raw) and 0 < int(raw) < 2**64:
-        return str(int(raw))
+    field, raw = _id_field(order)
+    order_id = parse_id(raw, 64)
+    if order_id is not None:
+        return order_id
     problem = (
         "is missing" if raw is None else f"must be a positive 64-bit integer, got {describe(raw)}"
     )
-    raise MappingError(f"not a usable Shopify order: id {problem}", [("id", problem)])
+    raise MappingError(f"not a usable Shopify order: {field} {problem}", [(field, problem)])
 
 
 def _skip_reason(order: dict[str, Any], *, skip_test_orders: bool) -> str | None:
@@ -122,12 +197,9 @@ def _skip_reason(order: dict[str, Any], *, skip_test_orders: bool) -> str | None
 
 def _tag(order: dict[str, Any], topic: str, tag: str) -> Tag:
     """A later event in the order's life (orders/cancelled, refunds/create…): tag its invoice."""
-    # A refund names its order in `order_id`; an order topic carries the order itself.
-    raw = order.get("order_id") if "order_id" in order and "line_items" not in order else None
-    order_id = _order_id({"id": raw} if raw is not None else order)
-    name = order.get("name")
+    name = None if _is_refund(order) else order.get("name")
     return Tag(
-        order_id=order_id,
+        order_id=_order_id(order),
         tag=tag,
         reason=topic,
         order_name=name if isinstance(name, str) and name else None,
@@ -136,7 +208,7 @@ def _tag(order: dict[str, Any], topic: str, tag: str) -> Tag:
 
 def _refuse_refund(order: dict[str, Any], topic: str | None) -> None:
     # A refunds/create body has an id too; say what it is rather than "line_items is missing".
-    if "line_items" in order or not ("refund_line_items" in order or "order_id" in order):
+    if not _is_refund(order):
         return
     sent_as = f" (topic {topic})" if topic else ""
     raise MappingError(
@@ -148,10 +220,13 @@ def _refuse_refund(order: dict[str, Any], topic: str | None) -> None:
 class OrderTranslation:
     """One Shopify order read into an invoice request; all problems are reported together."""
 
-    def __init__(self, order: dict[str, Any], order_id: str, options: InvoiceOptions) -> None:
+    def __init__(
+        self, order: dict[str, Any], order_id: str, options: InvoiceOptions, shop: str | None
+    ) -> None:
         self.order = order
         self.order_id = order_id
         self.options = options
+        self.shop = shop
         self.fields = FieldReader()
         self.taxes_included = self.fields.flag(order, "taxes_included", "")
 
@@ -162,7 +237,8 @@ class OrderTranslation:
         expected_total = fields.amount(order, "total_price", "")
         values: dict[str, Any] = {
             "order_date": self._order_date(),
-            "customer_po_number": self.options.po_prefix + (name or self._fallback_name()),
+            "customer_po_number": self.options.po_prefix_for(self.shop)
+            + (name or self._fallback_name()),
             "alternate_ids": [f"shopify:{self.order_id}"],
             "items": self._items(),
             "order_discount_amount": self._line_discounts(),

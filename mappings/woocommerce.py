@@ -40,11 +40,12 @@ from bridge.mapping import (
     Delivery,
     Draft,
     InvoiceOptions,
+    OrderRef,
     Skip,
     Tag,
     invoice_request,
 )
-from mappings.fields import ZERO, describe, unit_prices
+from mappings.fields import ZERO, describe, parse_id, unit_prices
 from mappings.woocommerce_fields import OrderFields
 
 __all__ = ["WooCommerceMapping", "WooCommerceOptions", "mapping"]
@@ -52,8 +53,10 @@ __all__ = ["WooCommerceMapping", "WooCommerceOptions", "mapping"]
 DEFAULT_INVOICE_STATUSES = ("processing", "completed")
 # Topics whose body is a full order; `order.deleted` carries only {"id": ...}.
 ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.restored"})
-_ORDER_ID = re.compile(r"[0-9]{1,19}")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
+# A REST link names its site: `https://shop.example/wp-json/wc/v3/orders/727`, or without pretty
+# permalinks `http://host/wordpress/index.php?rest_route=/wc/v3/orders/205`.
+_REST_LINK = re.compile(r"(?P<site>https?://[^?#]+?)/(?:wp-json/|(?:index\.php)?\?rest_route=/)")
 
 
 class WooCommerceOptions(InvoiceOptions):
@@ -67,6 +70,7 @@ class WooCommerceMapping:
 
     name = "woocommerce"
     options_model: type[InvoiceOptions] = WooCommerceOptions
+    unique_order_ids = False  # each site numbers its own orders
 
     def map(self, delivery: Delivery, options: InvoiceOptions) -> Draft | Skip | Tag:
         """Translate one delivery; raise `MappingError` when the payload is unusable."""
@@ -87,7 +91,16 @@ class WooCommerceMapping:
         if status not in statuses:
             wanted = ", ".join(statuses) or "none"
             return Skip(f"status {status} is not invoiced (invoice_statuses: {wanted})", order_id)
-        return OrderTranslation(order, order_id, options).draft()
+        return OrderTranslation(order, order_id, options, delivery.shop).draft()
+
+    def identify(self, payload: Any) -> OrderRef | None:
+        """The order a body names: its id, its number, and the site its `_links` point to."""
+        if not isinstance(payload, dict):
+            return None
+        order_id = parse_id(payload.get("id"), 63)
+        if order_id is None:
+            return None
+        return OrderRef(order_id, _order_name(payload), _site(payload))
 
 
 mapping = WooCommerceMapping()
@@ -95,12 +108,26 @@ mapping = WooCommerceMapping()
 
 def _order_id(order: dict[str, Any]) -> str:
     raw = order.get("id")
-    if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**63:
-        return str(raw)
-    if isinstance(raw, str) and _ORDER_ID.fullmatch(raw) and 0 < int(raw) < 2**63:
-        return str(int(raw))
+    order_id = parse_id(raw, 63)
+    if order_id is not None:
+        return order_id
     problem = "is missing" if raw is None else f"must be a positive integer, got {describe(raw)}"
     raise MappingError(f"not a usable WooCommerce order: id {problem}", [("id", problem)])
+
+
+def _site(order: dict[str, Any]) -> str | None:
+    """The site the order's own REST links name (`_links.self`, else `collection`), if any."""
+    links = order.get("_links")
+    if not isinstance(links, dict):
+        return None
+    for relation in ("self", "collection"):
+        entries = links.get(relation)
+        first = entries[0] if isinstance(entries, list) and entries else None
+        href = first.get("href") if isinstance(first, dict) else None
+        found = _REST_LINK.match(href) if isinstance(href, str) else None
+        if found:
+            return found["site"] + "/"
+    return None
 
 
 def _status(order: dict[str, Any], order_id: str) -> str:
@@ -127,10 +154,13 @@ def _order_name(order: dict[str, Any]) -> str | None:
 class OrderTranslation:
     """One WooCommerce order read into an invoice request; all problems reported together."""
 
-    def __init__(self, order: dict[str, Any], order_id: str, options: InvoiceOptions) -> None:
+    def __init__(
+        self, order: dict[str, Any], order_id: str, options: InvoiceOptions, shop: str | None
+    ) -> None:
         self.order = order
         self.order_id = order_id
         self.options = options
+        self.shop = shop
         self.fields = OrderFields()
 
     def draft(self) -> Draft:
@@ -142,7 +172,7 @@ class OrderTranslation:
         fee_items, fee_discounts = self._fees()
         values: dict[str, Any] = {
             "order_date": self._order_date(),
-            "customer_po_number": self.options.po_prefix + name,
+            "customer_po_number": self.options.po_prefix_for(self.shop) + name,
             "alternate_ids": [f"woocommerce:{self.order_id}"],
             "items": items + fee_items,
             "order_discount_amount": line_discounts + fee_discounts,

@@ -90,6 +90,21 @@ class Process:
         return self.log.read_text(errors="replace")
 
 
+def serve_with_sandbox(tmp: Path, config: str, env: dict[str, str]) -> tuple[Process, Path]:
+    """`bridge serve --sandbox` on a free port, run in `tmp` with `config` as its bridge.toml."""
+    path = tmp / "bridge.toml"
+    path.write_text(config)
+    port = free_port()
+    process = Process(
+        ["serve", "--sandbox", "--config", str(path), "--port", str(port)],
+        port,
+        tmp / "serve.log",
+        env=env,
+        cwd=tmp,
+    ).start()
+    return process, path
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -774,3 +774,12 @@ def test_valid_orders_always_reconcile(order: dict[str, Any]) -> None:
     sent = wire.loads(wire.dumps(draft.request.to_wire()))
     validate_invoice(sent, _Catalog(), auto_products=False)
     assert invoice_totals(sent).total == Decimal(order["total"])
+
+
+def test_a_partners_po_prefix_from_its_shop_table_names_its_invoices() -> None:
+    order = example()
+    opts = options(po_prefix="ERP-", shop_po_prefixes={"north": "N-"})
+    north = mapping.map(Delivery(order, shop="north"), opts)
+    assert isinstance(north, Draft)
+    assert north.request.customer_po_number == f"N-{order['order_number']}"
+    assert draft_of(order, opts).request.customer_po_number == f"ERP-{order['order_number']}"

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from bridge.wire import loads
-from tests.harness import Process, free_port, run_cli
+from tests.harness import run_cli, serve_with_sandbox
 
 PLUGIN = """
 from decimal import Decimal
@@ -115,10 +115,7 @@ def test_an_installed_plugin_is_listed(plugin_path: Path) -> None:
 
 
 def test_an_installed_plugin_serves_a_source(plugin_path: Path, tmp_path: Path) -> None:
-    port = free_port()
-    config = tmp_path / "bridge.toml"
-    config.write_text(
-        """
+    config = """
 [sources.acme]
 mapping = "acme"
 verify = "bearer"
@@ -126,15 +123,8 @@ secret_env = "ACME_TOKEN"
 [sources.acme.options]
 payment_terms = "Net 30"
 """
-    )
     env = {"PYTHONPATH": str(plugin_path), "ACME_TOKEN": "acme-partner-token"}
-    server = Process(
-        ["serve", "--sandbox", "--config", str(config), "--port", str(port)],
-        port,
-        tmp_path / "serve.log",
-        env=env,
-        cwd=tmp_path,
-    ).start()
+    server, _ = serve_with_sandbox(tmp_path, config, env)
     order = {
         "number": "A-17",
         "date": "2026-11-20",

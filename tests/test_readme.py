@@ -8,7 +8,16 @@ from pathlib import Path
 from types import ModuleType
 
 from bridge.config import check_runnable, load_settings
-from bridge.mapping import Delivery, Draft, InvoiceOptions, Mapping, Skip, Tag, reconcile_totals
+from bridge.mapping import (
+    Delivery,
+    Draft,
+    IdentifyingMapping,
+    InvoiceOptions,
+    OrderRef,
+    Skip,
+    Tag,
+    reconcile_totals,
+)
 from tests.conftest import ROOT
 
 
@@ -23,7 +32,7 @@ def readme_mapping() -> ModuleType:
 
 def test_the_guides_mapping_works() -> None:
     mapping = readme_mapping().mapping
-    assert isinstance(mapping, Mapping)
+    assert isinstance(mapping, IdentifyingMapping)
     order = {
         "id": 17,
         "number": "A-17",
@@ -43,6 +52,10 @@ def test_the_guides_mapping_works() -> None:
     assert isinstance(mapping.map(Delivery({**order, "status": "draft"}), options), Skip)
     tag = mapping.map(Delivery({**order, "status": "cancelled"}), options)
     assert isinstance(tag, Tag) and tag.tag == "void"
+    assert mapping.identify({"id": 17, "number": "A-17", "lines": "broken"}) == OrderRef(
+        "17", "A-17"
+    )
+    assert mapping.identify(["not", "an", "order"]) is None
 
 
 def test_the_configuration_reference_is_a_valid_configuration(tmp_path: Path) -> None:
@@ -51,9 +64,10 @@ def test_the_configuration_reference_is_a_valid_configuration(tmp_path: Path) ->
     assert block, "the README has its configuration reference"
     config = tmp_path / "bridge.toml"
     config.write_text(block.group(1))
-    env = {"SHOPIFY_WEBHOOK_SECRET": "s", "LUMINOUS_API_TOKEN": "t"}
+    env = {"SHOPIFY_WEBHOOK_SECRET": "s", "ACME_WEBHOOK_SECRET": "a", "LUMINOUS_API_TOKEN": "t"}
     settings = load_settings(str(config), env)
     assert check_runnable(settings, sandbox=False) == []
     options = settings.sources["shopify"].options
     assert options.tag_topics["partially_refunded"] == "partially-refunded"
+    assert options.po_prefix_for("acme.myshopify.com") == "AC-"
     assert settings.config.retry.max_age == 86400

@@ -577,3 +577,67 @@ def test_a_configured_financial_status_on_a_later_update_tags_the_invoice() -> N
         Delivery(order, topic="orders/updated"), ShopifyOptions(company_id=1)
     )
     assert isinstance(unconfigured, Draft)
+
+
+# --- topics are not signed: a tag needs the body to bear it out ---------------------------
+
+TAGGING = ShopifyOptions(
+    company_id=1,
+    tag_topics={
+        "orders/cancelled": "cancelled",
+        "refunds/create": "refunded",
+        "orders/paid": "paid",
+        "orders/fulfilled": "fulfilled",
+    },
+)
+# A captured orders/create body: Shopify's own dev-store order, paid, not cancelled, unfulfilled.
+CREATED = body("fixture-cad-tip-and-shipping")
+REFUND = body("fixture-refunds-create-sample-2025-01")
+
+
+@pytest.mark.parametrize(
+    ("topic", "lacks"),
+    [
+        ("orders/cancelled", "cancelled_at is not set"),
+        ("refunds/create", "an order, not a refund"),
+        ("orders/fulfilled", "fulfillment_status is not fulfilled"),
+    ],
+)
+def test_an_order_body_posted_under_a_later_topic_tags_nothing(topic: str, lacks: str) -> None:
+    result = mapping.map(Delivery(CREATED, topic=topic), TAGGING)
+    assert isinstance(result, Skip), result
+    assert lacks in result.reason and "nothing is tagged" in result.reason
+    assert result.order_id == "4359400227009"
+
+
+def test_a_body_that_bears_the_topic_out_tags() -> None:
+    cancelled = {**CREATED, "cancelled_at": "2022-04-07T09:00:00-04:00"}
+    tag = mapping.map(Delivery(cancelled, topic="orders/cancelled"), TAGGING)
+    assert isinstance(tag, Tag) and (tag.tag, tag.order_id) == ("cancelled", "4359400227009")
+    paid = mapping.map(Delivery(CREATED, topic="orders/paid"), TAGGING)  # financial_status paid
+    assert isinstance(paid, Tag) and paid.tag == "paid"
+    refund = mapping.map(Delivery(REFUND, topic="refunds/create"), TAGGING)
+    assert isinstance(refund, Tag) and refund.tag == "refunded"
+    assert refund.order_id == str(REFUND["order_id"]) and refund.order_name is None
+
+
+def test_a_refund_body_posted_as_an_order_is_still_refused_as_a_refund() -> None:
+    error = refusal(REFUND, TAGGING)
+    assert "refund" in error.message
+    assert isinstance(mapping.map(Delivery(REFUND, topic="orders/cancelled"), TAGGING), Skip)
+
+
+def test_a_tag_topic_the_body_cannot_confirm_is_refused_in_the_options() -> None:
+    with pytest.raises(ValueError, match="cannot be confirmed from its body"):
+        ShopifyOptions(tag_topics={"orders/edited": "edited"})
+    assert ShopifyOptions(tag_topics={"refunded": "refunded"}).tag_topics  # a financial status
+
+
+def test_a_shops_po_prefix_names_its_invoices() -> None:
+    opts = options(po_prefix="SRC-", shop_po_prefixes={"acme.myshopify.com": "AC-"})
+    order = body("example-order")
+    acme = mapping.map(Delivery(order, shop="ACME.myshopify.com."), opts)
+    other = mapping.map(Delivery(order, shop="beta.myshopify.com"), opts)
+    assert isinstance(acme, Draft) and isinstance(other, Draft)
+    assert acme.request.customer_po_number == "AC-" + order["name"]
+    assert other.request.customer_po_number == "SRC-" + order["name"]

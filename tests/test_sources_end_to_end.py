@@ -16,7 +16,7 @@ import pytest
 
 from bridge.wire import loads
 from tests.conftest import ROOT, TESTS
-from tests.harness import Process, free_port, run_cli, sign_and_post
+from tests.harness import Process, run_cli, serve_with_sandbox, sign_and_post
 
 WOO_SECRET = "woo-secret-for-tests"
 PARTNER_SECRET = "whsec_" + base64.b64encode(b"partner-key-" * 3).decode()
@@ -28,9 +28,8 @@ WOO_ORDER = (
 
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process, Path]]:
-    tmp = tmp_path_factory.mktemp("sources")
-    config = tmp / "bridge.toml"
-    config.write_text(
+    process, config = serve_with_sandbox(
+        tmp_path_factory.mktemp("sources"),
         """
 [sources.woocommerce]
 [sources.woocommerce.options]
@@ -41,16 +40,9 @@ mapping = "partner"
 secret_env = "ERP_WEBHOOK_SECRET"
 [sources.erp.options]
 company_id = 1
-"""
+""",
+        ENV,
     )
-    port = free_port()
-    process = Process(
-        ["serve", "--sandbox", "--config", str(config), "--port", str(port)],
-        port,
-        tmp / "serve.log",
-        env=ENV,
-        cwd=tmp,
-    ).start()
     yield process, config
     process.stop()
 

@@ -583,3 +583,13 @@ def test_mutated_valid_orders_map_or_are_refused(data: st.DataObject) -> None:
         else:
             node[where[-1]] = data.draw(_JSON)
     _map_or_refuse(order)
+
+
+def test_a_sites_po_prefix_names_its_invoices() -> None:
+    opts = options(po_prefix="WC-", shop_po_prefixes={"shop.example": "SE-"})
+    order = body("example-order")
+    site = mapping.map(Delivery(order, shop="https://shop.example/"), opts)
+    other = mapping.map(Delivery(order, shop="https://other.example/"), opts)
+    assert isinstance(site, Draft) and isinstance(other, Draft)
+    assert site.request.customer_po_number == f"SE-#{order['number']}"
+    assert other.request.customer_po_number == f"WC-#{order['number']}"

@@ -74,6 +74,8 @@ class NewDelivery:
     topic: str | None
     headers: dict[str, str]
     body: bytes
+    order_id: str | None = None
+    order_name: str | None = None
 
 
 @dataclass(frozen=True)
