@@ -204,7 +204,7 @@ class Worker:
             self._slots.release()
 
     async def _process(self, event: Event) -> None:
-        keeper = asyncio.create_task(self._keep_lease(event.id))
+        keeper = asyncio.create_task(self._keep_lease(event.id, event.generation))
         try:
             await self._handle(event)
         except StoreError as exc:
@@ -215,7 +215,10 @@ class Worker:
             log.exception("event=%s unexpected error; retrying later", event.id)
             with contextlib.suppress(StoreError):
                 await self.store.defer(
-                    event.id, self.owner, delay=self.poll_interval * 30, reason="internal error"
+                    event.id,
+                    event.generation,
+                    delay=self.poll_interval * 30,
+                    reason="internal error",
                 )
         except asyncio.CancelledError:
             await self._give_back(event)
@@ -239,17 +242,17 @@ class Worker:
                 delay = self.settings.config.luminous.timeout + UNKNOWN_OUTCOME_DELAY
                 reason = "shutdown while sending the invoice; it is looked up before any resend"
                 await self.store.defer(
-                    event.id, self.owner, delay=delay, reason=reason, counted=False
+                    event.id, event.generation, delay=delay, reason=reason, counted=False
                 )
             else:
-                await self.store.release(event.id, self.owner)
+                await self.store.release(event.id, event.generation)
         log.info("event=%s handed back at shutdown, due in %.0fs", event.id, delay)
 
-    async def _keep_lease(self, event_id: int) -> None:
+    async def _keep_lease(self, event_id: int, generation: int) -> None:
         while True:
             await asyncio.sleep(self.lease / 3)
             with contextlib.suppress(StoreError):
-                await self.store.renew(event_id, self.owner, self.lease)
+                await self.store.renew(event_id, generation, self.lease)
 
     def _notify(self, event_id: int) -> None:
         changed = self._changed.get(event_id)
@@ -313,7 +316,9 @@ class Worker:
 
     async def _invoice(self, event: Event, source: Source, draft: Draft) -> None:
         key = OrderKey(event.source, event.shop, draft.order_id)
-        claim = await self.store.claim_order(key, event.id, self.lease, draft.order_name)
+        claim = await self.store.claim_order(
+            key, event.id, event.generation, self.lease, draft.order_name
+        )
         event = dataclasses.replace(event, order_id=draft.order_id, order_name=draft.order_name)
         if claim.invoice_id is not None:
             await self._complete(event, key, claim.invoice_id, draft)
@@ -321,7 +326,7 @@ class Worker:
         if not claim.acquired:
             await self.store.defer(
                 event.id,
-                self.owner,
+                event.generation,
                 delay=CONTENDED_DELAY,
                 reason=f"order is being invoiced by event {claim.event_id}",
                 counted=False,
@@ -343,7 +348,7 @@ class Worker:
             if label:
                 fields = {**(request.custom_fields or {}), label: draft.order_id}
                 request = request.model_copy(update={"custom_fields": fields})
-            if not await self.store.mark_sent(key, event.id, self.owner):
+            if not await self.store.mark_sent(key, event.id, event.generation):
                 # Our lease lapsed (a stall longer than the lease): the event is another
                 # worker's now, and only it may send.
                 log.warning("event=%s lease lost before sending; leaving it", event.id)
@@ -358,7 +363,7 @@ class Worker:
             return
         except LuminousError as exc:
             if sending and not isinstance(exc, UnknownOutcome):
-                await self.store.mark_sent(key, event.id, self.owner, sent=False)
+                await self.store.mark_sent(key, event.id, event.generation, sent=False)
             refused = isinstance(exc, PermanentError) and not isinstance(exc, AuthError)
             if refused and not unknown_before:
                 await self.store.release_order(key, event.id)
@@ -382,7 +387,9 @@ class Worker:
             await self._failed(event, exc)
             return
         reason = f"invoice {invoice_id} tagged {tag.tag!r} ({tag.reason})"
-        await self.store.finish(event.id, self.owner, TAGGED, reason=reason, invoice_id=invoice_id)
+        await self.store.finish(
+            event.id, event.generation, TAGGED, reason=reason, invoice_id=invoice_id
+        )
         self.metrics.outcomes.labels(event.source, TAGGED).inc()
         log.info("event=%s source=%s %s", event.id, event.source, reason)
 
@@ -394,7 +401,11 @@ class Worker:
             log.error("work paused: %s", self.paused)
             await self.store.note(event.id, "paused", str(exc))
             await self.store.defer(
-                event.id, self.owner, delay=self.probe_interval, reason=self.paused, counted=False
+                event.id,
+                event.generation,
+                delay=self.probe_interval,
+                reason=self.paused,
+                counted=False,
             )
         elif isinstance(exc, UnknownOutcome):
             await self._retry(event, exc, minimum=UNKNOWN_OUTCOME_DELAY)
@@ -430,7 +441,7 @@ class Worker:
         floor = min(minimum, self.policy.max_delay)
         delay = max(floor, self.policy.delay(attempts, exc.retry_after))
         await self.store.note(event.id, "retry", str(exc), delay)
-        await self.store.defer(event.id, self.owner, delay=delay, reason=str(exc))
+        await self.store.defer(event.id, event.generation, delay=delay, reason=str(exc))
         self.metrics.outcomes.labels(event.source, "retrying").inc()
         log.warning(
             "event=%s order=%s attempt=%s retry_in=%.1fs: %s",
@@ -442,7 +453,7 @@ class Worker:
         )
 
     async def _complete(self, event: Event, key: OrderKey, invoice_id: int, draft: Draft) -> None:
-        done, original = await self.store.complete(event.id, self.owner, key, invoice_id)
+        done, original = await self.store.complete(event.id, event.generation, key, invoice_id)
         if done:
             outcome = "created" if original == event.id else "duplicate"
             self.metrics.outcomes.labels(event.source, outcome).inc()
@@ -458,7 +469,7 @@ class Worker:
     async def _end(
         self, event: Event, status: str, reason: str, details: list[dict[str, str]] | None = None
     ) -> None:
-        await self.store.finish(event.id, self.owner, status, reason=reason, details=details)
+        await self.store.finish(event.id, event.generation, status, reason=reason, details=details)
         self.metrics.outcomes.labels(event.source, status).inc()
         level = logging.INFO if status == SKIPPED else logging.WARNING
         log.log(
