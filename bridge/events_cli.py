@@ -14,7 +14,7 @@ from bridge.admin import event_view
 from bridge.config import Settings, parse_duration
 from bridge.errors import BridgeError, StoreError
 from bridge.store import Store, open_store
-from bridge.store.base import REPLAYABLE, STATUSES, utc
+from bridge.store.base import REPLAYABLE, SCHEMA_VERSION, STATUSES, utc
 from bridge.wire import dumps
 
 
@@ -103,8 +103,14 @@ async def _purge(store: Store, args: argparse.Namespace, settings: Settings) -> 
 async def run_events(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings.config.store)
     try:
-        if await store.schema_version() is None:
+        version = await store.schema_version()
+        if version is None:
             raise StoreError("the store has no schema yet: run `bridge migrate` or `bridge serve`")
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"the store's schema is version {version}, older than this release's "
+                f"({SCHEMA_VERSION}): run `bridge migrate`"
+            )
         if args.action == "list":
             return await _list(store, args)
         if args.action == "show":

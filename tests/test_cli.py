@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
+from bridge.store.base import SCHEMA_VERSION
 from bridge.wire import loads
 from tests.conftest import ROOT, TESTS
 
@@ -88,7 +89,7 @@ def test_migrate_then_events_on_an_empty_store(
     assert main(["events", "list"]) == 1
     assert "bridge migrate" in capsys.readouterr().err
     assert main(["migrate"]) == 0
-    assert "version 1" in capsys.readouterr().out
+    assert f"version {SCHEMA_VERSION}" in capsys.readouterr().out
     assert (isolated / "bridge.db").exists()
     assert main(["events", "list"]) == 0
     assert main(["events", "show", "1"]) == 1

@@ -29,7 +29,7 @@ import psycopg
 import pytest
 
 from bridge.store import PostgresStore
-from bridge.store.base import DEAD, FINISHED, NewDelivery
+from bridge.store.base import DEAD, FINISHED, SCHEMA_VERSION, NewDelivery
 from bridge.store.postgres import redact
 from bridge.wire import loads
 from tests.conftest import postgres_unreachable
@@ -94,7 +94,7 @@ def test_migrate_and_events_work_on_a_postgresql_store(tmp_path: Path) -> None:
         for _ in range(2):
             migrated = run_cli("migrate", "--config", str(config))
             assert migrated.returncode == 0, migrated.stderr
-            assert "version 1" in migrated.stdout
+            assert f"version {SCHEMA_VERSION}" in migrated.stdout
 
         async def record_a_dead_event() -> int:
             store = PostgresStore(url)
@@ -102,8 +102,9 @@ def test_migrate_and_events_work_on_a_postgresql_store(tmp_path: Path) -> None:
                 event, _ = await store.record(
                     NewDelivery("shopify", "cli-1", "acme.myshopify.com", None, {}, b"{}")
                 )
-                await store.claim(event.id, "test", 30)
-                await store.finish(event.id, "test", DEAD, reason="unknown SKU NOPE")
+                claimed = await store.claim(event.id, "test", 30)
+                assert claimed is not None
+                await store.finish(event.id, claimed.generation, DEAD, reason="unknown SKU NOPE")
                 return event.id
             finally:
                 await store.close()

@@ -9,6 +9,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -26,9 +27,12 @@ from bridge.store.base import (
     RETRYING,
     SCHEMA_VERSION,
     SKIPPED,
+    Event,
     NewDelivery,
+    OrderClaim,
     OrderKey,
 )
+from bridge.store.clock import BOOT_ID, HostClock
 from bridge.store.postgres import redact
 from tests.conftest import postgres_unreachable
 
@@ -81,6 +85,14 @@ def delivery(key: str = "d1", body: bytes = b'{"id": 1}', source: str = "shopify
     return NewDelivery(source, key, "acme.myshopify.com", "orders/create", {"x": "y"}, body)
 
 
+async def taken(store: Store, key: str = "d1", lease: float = LEASE, owner: str = "w") -> Event:
+    """A recorded delivery, claimed."""
+    event, _ = await store.record(delivery(key))
+    claimed = await store.claim(event.id, owner, lease)
+    assert claimed is not None
+    return claimed
+
+
 async def test_record_is_deduplicated_on_the_delivery_key(store: Store) -> None:
     first, created = await store.record(delivery("abc"))
     again, created_again = await store.record(delivery("abc", body=b'{"other": true}'))
@@ -100,25 +112,24 @@ async def test_a_claimed_event_is_not_claimed_twice_until_its_lease_lapses(store
     await asyncio.sleep(0.1)
     reclaimed = await store.claim_next("w2", LEASE)
     assert reclaimed is not None and reclaimed.id == event.id and reclaimed.lease_owner == "w2"
+    assert reclaimed.generation == claimed.generation + 1
     # The first worker lost its lease: it can no longer settle the event.
-    assert not await store.finish(event.id, "w1", SKIPPED, reason="late")
-    assert await store.finish(event.id, "w2", SKIPPED, reason="test order")
+    assert not await store.finish(event.id, claimed.generation, SKIPPED, reason="late")
+    assert await store.finish(event.id, reclaimed.generation, SKIPPED, reason="test order")
 
 
 async def test_renew_keeps_the_lease(store: Store) -> None:
-    event, _ = await store.record(delivery())
-    await store.claim(event.id, "w1", 0.05)
+    event = await taken(store, lease=0.05)
     for _ in range(4):
         await asyncio.sleep(0.03)
-        assert await store.renew(event.id, "w1", 0.05)
+        assert await store.renew(event.id, event.generation, 0.05)
     assert await store.claim_next("w2", LEASE) is None
-    assert not await store.renew(event.id, "w2", LEASE)
+    assert not await store.renew(event.id, event.generation + 1, LEASE)
 
 
 async def test_deferred_events_wait_for_their_time_and_count_attempts(store: Store) -> None:
-    event, _ = await store.record(delivery())
-    await store.claim(event.id, "w1", LEASE)
-    assert await store.defer(event.id, "w1", delay=0.1, reason="503 from Luminous")
+    event = await taken(store)
+    assert await store.defer(event.id, event.generation, delay=0.1, reason="503 from Luminous")
     waiting = await store.get(event.id)
     assert waiting is not None
     assert waiting.status == RETRYING and waiting.attempts == 1 and waiting.lease_owner is None
@@ -126,7 +137,7 @@ async def test_deferred_events_wait_for_their_time_and_count_attempts(store: Sto
     await asyncio.sleep(0.15)
     again = await store.claim_next("w1", LEASE)
     assert again is not None and again.id == event.id
-    assert await store.defer(event.id, "w1", delay=0, reason="paused", counted=False)
+    assert await store.defer(event.id, again.generation, delay=0, reason="paused", counted=False)
     paused = await store.get(event.id)
     assert paused is not None and paused.attempts == 1
 
@@ -143,19 +154,17 @@ async def test_claim_next_takes_the_oldest_due_event(store: Store) -> None:
 
 async def test_one_invoice_per_order_and_later_events_point_at_it(store: Store) -> None:
     key = OrderKey("shopify", "acme.myshopify.com", "820982911946154508")
-    first, _ = await store.record(delivery("a"))
-    second, _ = await store.record(delivery("b"))
-    await store.claim(first.id, "w1", LEASE)
-    await store.claim(second.id, "w2", LEASE)
-    assert (await store.claim_order(key, first.id, LEASE, "#1001")).acquired
-    contended = await store.claim_order(key, second.id, LEASE, "#1001")
+    first = await taken(store, "a")
+    second = await taken(store, "b")
+    assert (await store.claim_order(key, first.id, first.generation, LEASE, "#1001")).acquired
+    contended = await store.claim_order(key, second.id, second.generation, LEASE, "#1001")
     assert not contended.acquired and contended.event_id == first.id
     assert contended.invoice_id is None
-    done, original = await store.complete(first.id, "w1", key, 77)
+    done, original = await store.complete(first.id, first.generation, key, 77)
     assert done and original == first.id
-    claim = await store.claim_order(key, second.id, LEASE, "#1001")
+    claim = await store.claim_order(key, second.id, second.generation, LEASE, "#1001")
     assert claim.invoice_id == 77 and claim.event_id == first.id
-    done, original = await store.complete(second.id, "w2", key, 999)
+    done, original = await store.complete(second.id, second.generation, key, 999)
     assert done and original == first.id
     finished = await store.get(second.id)
     assert finished is not None
@@ -167,34 +176,35 @@ async def test_one_invoice_per_order_and_later_events_point_at_it(store: Store) 
 
 async def test_a_lapsed_order_claim_passes_on_with_its_unknown_send(store: Store) -> None:
     key = OrderKey("shopify", "", "1")
-    first, _ = await store.record(delivery("a"))
-    second, _ = await store.record(delivery("b"))
-    assert (await store.claim_order(key, first.id, 0.05)).acquired
-    await store.claim(first.id, "w1", 0.05)
-    assert await store.mark_sent(key, first.id, "w1")
+    first = await taken(store, "a", lease=0.05)
+    second = await taken(store, "b")
+    assert (await store.claim_order(key, first.id, first.generation, 0.05)).acquired
+    assert await store.mark_sent(key, first.id, first.generation)
     await asyncio.sleep(0.1)
-    claim = await store.claim_order(key, second.id, LEASE)
+    claim = await store.claim_order(key, second.id, second.generation, LEASE)
     assert claim.acquired and claim.sent
-    await store.claim(second.id, "w2", LEASE)
-    assert await store.mark_sent(key, second.id, "w2", sent=False)
-    assert not (await store.claim_order(key, second.id, LEASE)).sent
+    assert claim.sent_age is not None and 0.1 <= claim.sent_age < LEASE
+    assert await store.mark_sent(key, second.id, second.generation, sent=False)
+    cleared = await store.claim_order(key, second.id, second.generation, LEASE)
+    assert not cleared.sent and cleared.sent_age is None
 
 
 async def test_release_order_frees_an_order_that_got_no_invoice(store: Store) -> None:
     key = OrderKey("shopify", "", "2")
-    first, _ = await store.record(delivery("a"))
-    second, _ = await store.record(delivery("b"))
-    assert (await store.claim_order(key, first.id, LEASE)).acquired
+    first = await taken(store, "a")
+    second = await taken(store, "b")
+    assert (await store.claim_order(key, first.id, first.generation, LEASE)).acquired
+    assert not (await store.claim_order(key, second.id, second.generation, LEASE)).acquired
     await store.release_order(key, first.id)
-    assert (await store.claim_order(key, second.id, LEASE)).acquired
+    assert (await store.claim_order(key, second.id, second.generation, LEASE)).acquired
 
 
 async def test_replay_puts_dead_and_rejected_back_and_keeps_history(store: Store) -> None:
-    event, _ = await store.record(delivery())
-    await store.claim(event.id, "w", LEASE)
-    await store.defer(event.id, "w", delay=0, reason="503")
-    await store.claim(event.id, "w", LEASE)
-    await store.finish(event.id, "w", DEAD, reason="unknown SKU")
+    event = await taken(store)
+    await store.defer(event.id, event.generation, delay=0, reason="503")
+    again = await store.claim(event.id, "w", LEASE)
+    assert again is not None
+    await store.finish(event.id, again.generation, DEAD, reason="unknown SKU")
     replayed = await store.replay(event.id)
     assert replayed.status == RECEIVED and replayed.attempts == 0
     assert replayed.started_at >= event.received_at
@@ -207,13 +217,11 @@ async def test_replay_puts_dead_and_rejected_back_and_keeps_history(store: Store
 
 
 async def test_finish_refuses_statuses_that_are_not_endings(store: Store) -> None:
-    event, _ = await store.record(delivery())
-    await store.claim(event.id, "w", LEASE)
+    event = await taken(store)
     with pytest.raises(ValueError):
-        await store.finish(event.id, "w", RETRYING)
-    assert await store.finish(
-        event.id, "w", REJECTED, reason="bad", details=[{"field": "id", "problem": "missing"}]
-    )
+        await store.finish(event.id, event.generation, RETRYING)
+    problems = [{"field": "id", "problem": "missing"}]
+    assert await store.finish(event.id, event.generation, REJECTED, reason="bad", details=problems)
     rejected = await store.get(event.id)
     assert rejected is not None and rejected.details == [{"field": "id", "problem": "missing"}]
 
@@ -224,8 +232,9 @@ async def test_purge_drops_finished_payloads_but_keeps_dead_ones(store: Store) -
         event, _ = await store.record(delivery(key))
         ids[key] = event.id
         if status:
-            await store.claim(event.id, "w", LEASE)
-            await store.finish(event.id, "w", status, reason="x")
+            claimed = await store.claim(event.id, "w", LEASE)
+            assert claimed is not None
+            await store.finish(event.id, claimed.generation, status, reason="x")
     assert await store.purge_payloads(time.time() + 1) == 1
     kept = {key: (await store.get(event_id)) for key, event_id in ids.items()}
     assert kept["a"] is not None and kept["a"].body is None and kept["a"].status == SKIPPED
@@ -235,16 +244,231 @@ async def test_purge_drops_finished_payloads_but_keeps_dead_ones(store: Store) -
 
 
 async def test_list_filters_and_counts(store: Store) -> None:
-    first, _ = await store.record(delivery("a"))
+    first = await taken(store, "a")
     await store.record(delivery("b", source="woocommerce"))
-    await store.claim(first.id, "w", LEASE)
-    await store.claim_order(OrderKey("shopify", "", "5"), first.id, LEASE, "#1005")
+    await store.claim_order(
+        OrderKey("shopify", "", "5"), first.id, first.generation, LEASE, "#1005"
+    )
     assert [e.id for e in await store.list_events(source="shopify")] == [first.id]
     assert [e.id for e in await store.list_events(order="#1005")] == [first.id]
     assert [e.id for e in await store.list_events(order="5")] == [first.id]
     assert len(await store.list_events(status=RECEIVED)) == 1
     assert await store.list_events(since=time.time() + 60) == []
     assert await store.counts() == {PROCESSING: 1, RECEIVED: 1}
+
+
+async def test_every_claim_is_a_new_generation(store: Store) -> None:
+    event, _ = await store.record(delivery())
+    assert event.generation == 0
+    first = await store.claim(event.id, "w", LEASE)
+    assert first is not None and first.generation == 1
+    assert await store.release(event.id, first.generation)
+    second = await store.claim_next("w", LEASE)
+    assert second is not None and second.id == event.id and second.generation == 2
+    stored = await store.get(event.id)
+    assert stored is not None and stored.generation == 2
+
+
+async def test_a_stale_generation_changes_nothing(store: Store) -> None:
+    key = OrderKey("shopify", "", "9")
+    stale = await taken(store, lease=0.05, owner="slow")
+    assert (await store.claim_order(key, stale.id, stale.generation, 0.05)).acquired
+    await asyncio.sleep(0.1)
+    fresh = await store.claim_next("fast", LEASE)
+    assert fresh is not None and fresh.generation == stale.generation + 1
+    before = await store.get(stale.id)
+    old = stale.generation
+    assert not await store.renew(stale.id, old, LEASE)
+    assert not await store.still_holds(stale.id, old)
+    assert not await store.mark_sent(key, stale.id, old)
+    assert await store.claim_order(key, stale.id, old, LEASE, "#9") == OrderClaim(acquired=False)
+    assert not await store.defer(stale.id, old, delay=0, reason="late")
+    assert not await store.release(stale.id, old)
+    assert not await store.finish(stale.id, old, DEAD, reason="late")
+    assert await store.get(stale.id) == before
+    assert await store.history(stale.id) == []
+    # The stale worker's invoice exists in Luminous, so it is recorded; its claim ends nothing.
+    assert await store.complete(stale.id, old, key, 41) == (False, stale.id)
+    assert await store.invoice_for(key) == 41
+    still = await store.get(stale.id)
+    assert still is not None and still.status == PROCESSING and still.lease_owner == "fast"
+    assert await store.still_holds(fresh.id, fresh.generation)
+    assert await store.complete(fresh.id, fresh.generation, key, 41) == (True, fresh.id)
+    created = await store.get(fresh.id)
+    assert created is not None and created.status == CREATED and created.invoice_id == 41
+
+
+async def test_claim_next_skips_the_callers_own_events(store: Store) -> None:
+    first, second, third = [(await store.record(delivery(key)))[0] for key in "abc"]
+    picked = await store.claim_next("w", LEASE, skip={first.id, third.id})
+    assert picked is not None and picked.id == second.id
+    assert await store.claim_next("w", LEASE, skip=[first.id, third.id]) is None
+    assert await store.claim(third.id, "w", LEASE) is not None
+    # An event of ours whose lease lapsed while we still work on it is not taken again.
+    mine = await store.claim_next("w", 0.05, skip=())
+    assert mine is not None and mine.id == first.id
+    await asyncio.sleep(0.1)
+    assert await store.claim_next("w", LEASE, skip=(first.id,)) is None
+    lapsed = await store.claim_next("w", LEASE)
+    assert lapsed is not None and lapsed.id == first.id
+
+
+async def test_still_holds_until_the_lease_lapses_or_the_claim_ends(store: Store) -> None:
+    event = await taken(store, lease=0.05)
+    assert await store.still_holds(event.id, event.generation)
+    assert not await store.still_holds(event.id, event.generation + 1)
+    await asyncio.sleep(0.1)
+    assert not await store.still_holds(event.id, event.generation)
+    # Lapsed but taken by nobody: the claim is still its own, and a renewal revives it.
+    assert await store.renew(event.id, event.generation, LEASE)
+    assert await store.still_holds(event.id, event.generation)
+    assert await store.finish(event.id, event.generation, SKIPPED, reason="test order")
+    assert not await store.still_holds(event.id, event.generation)
+    assert not await store.still_holds(12345, 1)
+
+
+async def test_an_event_knows_its_order_from_the_moment_it_is_recorded(store: Store) -> None:
+    named = NewDelivery(
+        "shopify",
+        "o1",
+        "acme.myshopify.com",
+        "orders/create",
+        {},
+        b"{}",
+        order_id="820982911946154508",
+        order_name="#1001",
+    )
+    event, _ = await store.record(named)
+    assert (event.order_id, event.order_name) == ("820982911946154508", "#1001")
+    plain, _ = await store.record(delivery("o2"))
+    assert plain.order_id is None and plain.order_name is None
+    assert [e.id for e in await store.list_events(order="#1001")] == [event.id]
+    assert [e.id for e in await store.list_events(order="820982911946154508")] == [event.id]
+
+
+async def test_duplicate_flags_are_set_replaced_and_listed(store: Store) -> None:
+    flagged = await taken(store, "f1", lease=0.05, owner="sender")
+    await store.record(delivery("f2"))
+    await asyncio.sleep(0.1)
+    holder = await store.claim(flagged.id, "other", LEASE)
+    assert holder is not None
+    # Written by the sender although it lost its lease: flags are facts about Luminous.
+    biggest = 2**63 - 1
+    why = "the answer to POST /invoices was lost and a lookup found two invoices"
+    await store.flag(flagged.id, possible_duplicate=why, extra_invoice_ids=[biggest, 7])
+    event = await store.get(flagged.id)
+    assert event is not None
+    assert event.possible_duplicate == why and event.extra_invoice_ids == [biggest, 7]
+    assert event.status == PROCESSING and event.generation == holder.generation
+    summary = event.summary()
+    assert summary["possible_duplicate"] == why
+    assert summary["extra_invoice_ids"] == [biggest, 7]
+    assert summary["generation"] == holder.generation
+    assert [e.id for e in await store.list_events(flagged=True)] == [flagged.id]
+    assert [e.id for e in await store.list_events(flagged=True, status=RECEIVED)] == []
+    assert await store.counts() == {PROCESSING: 1, RECEIVED: 1}
+    await store.flag(flagged.id, possible_duplicate=None, extra_invoice_ids=(7,))
+    replaced = await store.get(flagged.id)
+    assert replaced is not None
+    assert replaced.possible_duplicate is None and replaced.extra_invoice_ids == [7]
+    assert [e.id for e in await store.list_events(flagged=True)] == [flagged.id]
+    await store.flag(flagged.id, possible_duplicate=None)
+    cleared = await store.get(flagged.id)
+    assert cleared is not None and cleared.extra_invoice_ids == []
+    assert cleared.summary()["possible_duplicate"] is None
+    assert cleared.summary()["extra_invoice_ids"] is None
+    assert await store.list_events(flagged=True) == []
+
+
+# -- the lease clock ------------------------------------------------------------------
+
+
+@dataclass
+class Time:
+    """The readings of a host clock that a test steps by hand."""
+
+    wall: float = 1_800_000_000.0
+    monotonic: float = 1000.0
+
+    def clock(self, boot: str = "boot-1") -> HostClock:
+        return HostClock(wall=lambda: self.wall, monotonic=lambda: self.monotonic, boot=boot)
+
+
+@pytest.fixture(params=["file", "memory"])
+async def stepped(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Store, Time, HostClock]]:
+    """An SQLite store on a clock the test steps."""
+    time_now = Time()
+    clock = time_now.clock()
+    path = tmp_path / "stepped.db" if request.param == "file" else ":memory:"
+    backend = SQLiteStore(path, clock=clock)
+    await backend.migrate()
+    yield backend, time_now, clock
+    await backend.close()
+
+
+async def test_a_wall_clock_step_does_not_lapse_a_lease_but_a_monotonic_one_does(
+    stepped: tuple[Store, Time, HostClock],
+) -> None:
+    store, now, _ = stepped
+    held = await taken(store, "held", lease=30)
+    waiting = await taken(store, "waiting")
+    assert await store.defer(waiting.id, waiting.generation, delay=60, reason="503")
+    now.wall += 120  # NTP steps the wall clock two minutes ahead
+    assert await store.still_holds(held.id, held.generation)
+    due = await store.claim_next("other", LEASE)
+    assert due is not None and due.id == waiting.id  # retry schedules are wall-clock
+    assert await store.claim_next("other", LEASE) is None
+    now.monotonic += 29
+    assert await store.still_holds(held.id, held.generation)
+    now.monotonic += 2
+    assert not await store.still_holds(held.id, held.generation)
+    retaken = await store.claim_next("other", LEASE)
+    assert retaken is not None and retaken.id == held.id
+
+
+async def test_a_lease_taken_in_another_boot_has_lapsed(
+    stepped: tuple[Store, Time, HostClock],
+) -> None:
+    store, now, clock = stepped
+    key = OrderKey("shopify", "", "11")
+    before = await taken(store, lease=3600)
+    assert (await store.claim_order(key, before.id, before.generation, 3600)).acquired
+    assert await store.mark_sent(key, before.id, before.generation)
+    now.monotonic += 7
+    again = await store.claim_order(key, before.id, before.generation, 3600)
+    assert again.sent and again.sent_age == 7.0
+    clock.boot, now.monotonic = "boot-2", 5.0  # a reboot: the monotonic clock starts over
+    assert not await store.still_holds(before.id, before.generation)
+    after = await store.claim_next("after-reboot", LEASE)
+    assert after is not None and after.id == before.id
+    claim = await store.claim_order(key, after.id, after.generation, LEASE)
+    assert claim.acquired and claim.sent and claim.sent_age is None
+
+
+async def test_a_lease_of_a_previous_boot_lapses_when_the_file_is_reopened(tmp_path: Path) -> None:
+    path, now = tmp_path / "reboot.db", Time()
+    store = SQLiteStore(path, clock=now.clock("boot-1"))
+    await store.migrate()
+    event = await taken(store, lease=3600)
+    await store.close()
+    rebooted = SQLiteStore(path, clock=now.clock("boot-2"))
+    try:
+        retaken = await rebooted.claim_next("after-reboot", LEASE)
+    finally:
+        await rebooted.close()
+    assert retaken is not None and retaken.id == event.id
+    assert retaken.generation == event.generation + 1
+
+
+async def test_the_host_clock_reads_the_boot_id() -> None:
+    clock = HostClock()
+    if BOOT_ID.exists():
+        assert clock.boot == BOOT_ID.read_text().strip()
+    assert HostClock().boot == clock.boot  # every process of one boot agrees
+    first, second = clock.now(), clock.now()
+    assert second.lease >= first.lease
 
 
 async def test_schema_is_versioned_and_migrate_is_idempotent(store: Store) -> None:
@@ -311,6 +535,22 @@ async def test_a_newer_postgres_schema_is_refused(pg_url: str) -> None:
             await newer.migrate()
 
 
+async def test_postgres_leases_are_on_the_servers_clock_not_the_hosts(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with replicas(pg_url, 1) as (store,):
+        await store.migrate()
+        event = await taken(store, lease=30)
+        wall = time.time
+        monkeypatch.setattr(time, "time", lambda: wall() + 120)  # the host's clock steps
+        assert await store.still_holds(event.id, event.generation)
+        assert await store.claim_next("other", LEASE) is None
+    with psycopg.connect(pg_url) as db:
+        row = db.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+    assert row is not None and event.lease_until is not None
+    assert abs(event.lease_until - 30 - row[0]) < 5
+
+
 async def test_replicas_racing_claim_next_take_every_event_exactly_once(pg_url: str) -> None:
     async with replicas(pg_url) as stores:
         await stores[0].migrate()
@@ -337,10 +577,10 @@ async def test_replicas_racing_for_one_order_let_exactly_one_send(pg_url: str) -
         await stores[0].migrate()
         for n in range(20):
             key = OrderKey("shopify", "acme.myshopify.com", str(n))
-            events = [(await stores[0].record(delivery(f"{n}-{r}")))[0] for r in range(2)]
+            events = [await taken(stores[0], f"{n}-{r}") for r in range(2)]
             claims = await asyncio.gather(
                 *(
-                    store.claim_order(key, event.id, LEASE)
+                    store.claim_order(key, event.id, event.generation, LEASE)
                     for store, event in zip(stores, events, strict=True)
                 )
             )
@@ -356,14 +596,10 @@ async def test_racing_completions_keep_the_first_invoice(pg_url: str) -> None:
     key = OrderKey("shopify", "", "42")
     async with replicas(pg_url) as stores:
         await stores[0].migrate()
-        events = []
-        for n, store in enumerate(stores):
-            event, _ = await store.record(delivery(f"c{n}"))
-            await store.claim(event.id, f"w{n}", LEASE)
-            events.append(event)
+        events = [await taken(store, f"c{n}", owner=f"w{n}") for n, store in enumerate(stores)]
         results = await asyncio.gather(
             *(
-                store.complete(event.id, f"w{n}", key, 500 + n)
+                store.complete(event.id, event.generation, key, 500 + n)
                 for n, (store, event) in enumerate(zip(stores, events, strict=True))
             )
         )
@@ -461,12 +697,11 @@ def test_redact_hides_passwords_in_every_spelling() -> None:
 
 async def test_a_worker_whose_lease_lapsed_may_not_mark_a_send(store: Store) -> None:
     key = OrderKey("shopify", "", "3")
-    event, _ = await store.record(delivery("lapse"))
-    await store.claim(event.id, "slow", 0.05)
-    assert (await store.claim_order(key, event.id, LEASE)).acquired
+    slow = await taken(store, "lapse", lease=0.05, owner="slow")
+    assert (await store.claim_order(key, slow.id, slow.generation, LEASE)).acquired
     await asyncio.sleep(0.1)
-    assert not await store.mark_sent(key, event.id, "slow")
-    taken = await store.claim_next("fast", LEASE)
-    assert taken is not None and taken.id == event.id
-    assert not await store.mark_sent(key, event.id, "slow")
-    assert await store.mark_sent(key, event.id, "fast")
+    assert not await store.mark_sent(key, slow.id, slow.generation)
+    fast = await store.claim_next("fast", LEASE)
+    assert fast is not None and fast.id == slow.id
+    assert not await store.mark_sent(key, slow.id, slow.generation)
+    assert await store.mark_sent(key, fast.id, fast.generation)

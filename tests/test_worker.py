@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import json
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,12 +220,14 @@ async def test_a_store_failing_to_claim_does_not_leak_worker_slots(rig: Rig) -> 
     real_claim_next = rig.store.claim_next
     failures = 0
 
-    async def flaky_claim_next(owner: str, lease: float) -> Event | None:
+    async def flaky_claim_next(
+        owner: str, lease: float, skip: Collection[int] = ()
+    ) -> Event | None:
         nonlocal failures
         if failures < 10:  # more failures than the worker has slots
             failures += 1
             raise StoreError("database is locked")
-        return await real_claim_next(owner, lease)
+        return await real_claim_next(owner, lease, skip)
 
     rig.worker.poll_interval = 0.01
     rig.store.claim_next = flaky_claim_next  # type: ignore[method-assign]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the highest migration in bridge/store/migrations/<dialect>/
 
 RECEIVED = "received"
 PROCESSING = "processing"
@@ -36,34 +37,6 @@ def utc(timestamp: float | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def list_query(
-    *,
-    status: str | None,
-    source: str | None,
-    order: str | None,
-    since: float | None,
-    limit: int,
-    mark: str,
-) -> tuple[str, list[object]]:
-    """The SELECT behind `list_events`, with the backend's parameter mark (`?` or `%s`)."""
-    clauses: list[str] = []
-    params: list[object] = []
-    if status:
-        clauses.append(f"status = {mark}")
-        params.append(status)
-    if source:
-        clauses.append(f"source = {mark}")
-        params.append(source)
-    if order:
-        clauses.append(f"(order_id = {mark} OR order_name = {mark})")
-        params.extend([order, order])
-    if since is not None:
-        clauses.append(f"received_at >= {mark}")
-        params.append(since)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"SELECT * FROM events {where} ORDER BY id DESC LIMIT {mark}", [*params, limit]
-
-
 @dataclass(frozen=True)
 class NewDelivery:
     """What the front door records for an authentic delivery."""
@@ -74,12 +47,14 @@ class NewDelivery:
     topic: str | None
     headers: dict[str, str]
     body: bytes
-    order_id: str | None = None
+    order_id: str | None = None  # when the payload names its order
     order_name: str | None = None
 
 
 @dataclass(frozen=True)
 class Event:
+    """A recorded delivery; `generation` counts its claims and fences each claim's writes."""
+
     id: int
     source: str
     delivery_key: str
@@ -97,8 +72,11 @@ class Event:
     duplicate_of: int | None = None
     attempts: int = 0
     next_attempt_at: float | None = None
-    lease_owner: str | None = None
-    lease_until: float | None = None
+    generation: int = 0
+    lease_owner: str | None = None  # a label for people; `generation` fences
+    lease_until: float | None = None  # on the store's lease clock, not the wall clock
+    possible_duplicate: str | None = None  # why a send may have landed twice
+    extra_invoice_ids: list[int] = field(default_factory=list)  # more invoices for the order
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
 
@@ -121,6 +99,9 @@ class Event:
             "reason": self.reason,
             "details": self.details or None,
             "attempts": self.attempts,
+            "generation": self.generation,
+            "possible_duplicate": self.possible_duplicate,
+            "extra_invoice_ids": self.extra_invoice_ids or None,
             "received_at": utc(self.received_at),
             "updated_at": utc(self.updated_at),
             "next_attempt_at": utc(self.next_attempt_at),
@@ -162,21 +143,28 @@ class OrderClaim:
 
     `invoice_id` set: the order is already invoiced (by event `event_id`).
     `acquired`: this event may send; `sent`: an earlier send's outcome is unknown, so look
-    the invoice up in Luminous before sending again.
+    the invoice up in Luminous before sending again. `sent_age`: how many seconds ago (by
+    the lease clock) that send was marked; None when unknown, which means long ago.
     """
 
     acquired: bool
     invoice_id: int | None = None
     event_id: int | None = None
     sent: bool = False
+    sent_age: float | None = None
 
 
 class Store(ABC):
-    """Durable, deduplicated events and the order → invoice record."""
+    """Durable, deduplicated events and the order → invoice record.
+
+    A claim (`claim`, `claim_next`) returns the event with a new `generation`; every write
+    made under the claim passes it back and succeeds only while the event is still
+    `processing` under that generation, so a worker that lost its claim changes nothing.
+    """
 
     @abstractmethod
     async def migrate(self) -> None:
-        """Create or upgrade the schema to `SCHEMA_VERSION`."""
+        """Create or upgrade the schema to `SCHEMA_VERSION`; refuse a newer one."""
 
     @abstractmethod
     async def schema_version(self) -> int | None:
@@ -207,21 +195,30 @@ class Store(ABC):
         source: str | None = None,
         order: str | None = None,
         since: float | None = None,
+        flagged: bool = False,
         limit: int = 100,
     ) -> list[Event]:
-        """Newest first; `order` matches the order id or the order name."""
+        """Newest first; `order` matches the order id or name; `flagged`: only events with a
+        duplicate flag."""
 
     @abstractmethod
     async def claim(self, event_id: int, owner: str, lease: float) -> Event | None:
         """Take one event for processing if it is due (or its lease has lapsed)."""
 
     @abstractmethod
-    async def claim_next(self, owner: str, lease: float) -> Event | None:
-        """Take the oldest due event, if any."""
+    async def claim_next(
+        self, owner: str, lease: float, skip: Collection[int] = ()
+    ) -> Event | None:
+        """Take the oldest due event whose id is not in `skip` (the caller's own), if any."""
 
     @abstractmethod
-    async def renew(self, event_id: int, owner: str, lease: float) -> bool:
+    async def renew(self, event_id: int, generation: int, lease: float) -> bool:
         """Extend the lease on an event and on the order claim it holds; False if lost."""
+
+    @abstractmethod
+    async def still_holds(self, event_id: int, generation: int) -> bool:
+        """Whether the claim still stands and its lease has not lapsed: a cheap read, made
+        right before a request that must not be sent twice."""
 
     @abstractmethod
     async def note(
@@ -233,20 +230,20 @@ class Store(ABC):
     async def finish(
         self,
         event_id: int,
-        owner: str,
+        generation: int,
         status: str,
         *,
         reason: str | None = None,
         details: list[dict[str, str]] | None = None,
         invoice_id: int | None = None,
     ) -> bool:
-        """End an event skipped, dead, rejected or tagged; False if the lease was lost."""
+        """End an event skipped, dead, rejected or tagged; False if the claim was lost."""
 
     @abstractmethod
     async def defer(
         self,
         event_id: int,
-        owner: str,
+        generation: int,
         *,
         delay: float,
         reason: str,
@@ -255,32 +252,53 @@ class Store(ABC):
         """Put an event back as `retrying` for `delay` seconds; `counted` adds an attempt."""
 
     @abstractmethod
-    async def release(self, event_id: int, owner: str) -> bool:
+    async def release(self, event_id: int, generation: int) -> bool:
         """Give an unfinished event back untouched (drain), keeping its status due now."""
 
     @abstractmethod
     async def claim_order(
-        self, key: OrderKey, event_id: int, lease: float, order_name: str | None = None
+        self,
+        key: OrderKey,
+        event_id: int,
+        generation: int,
+        lease: float,
+        order_name: str | None = None,
     ) -> OrderClaim:
-        """Bind the event to its order and try to take the right to send its invoice."""
+        """Bind the event to its order and try to take the right to send its invoice.
+
+        Refused (`acquired=False`, nothing changed) when the claim on the event was lost.
+        """
 
     @abstractmethod
-    async def mark_sent(self, key: OrderKey, event_id: int, owner: str, sent: bool = True) -> bool:
+    async def mark_sent(
+        self, key: OrderKey, event_id: int, generation: int, sent: bool = True
+    ) -> bool:
         """Record that a send is (or is no longer) of unknown outcome, before/after it.
 
-        Marking a send requires that `owner` still holds the event's lease; False means it
-        does not, and the caller must not send: another worker has the event now.
+        Requires that the claim still stands and its lease has not lapsed; False means it
+        does not, and the caller must not send: another worker may have the event now.
         """
 
     @abstractmethod
     async def complete(
-        self, event_id: int, owner: str, key: OrderKey, invoice_id: int
+        self, event_id: int, generation: int, key: OrderKey, invoice_id: int
     ) -> tuple[bool, int]:
         """Atomically record the order's invoice and end the event `created`.
 
         Returns (done, original event id): when the order already had an invoice the event
-        is ended `created` as its duplicate, with that invoice id.
+        is ended `created` as its duplicate, with that invoice id. The invoice is recorded
+        even when the claim was lost (done False): it exists in Luminous either way.
         """
+
+    @abstractmethod
+    async def flag(
+        self,
+        event_id: int,
+        *,
+        possible_duplicate: str | None,
+        extra_invoice_ids: Sequence[int] = (),
+    ) -> None:
+        """Set (replace) the event's duplicate flags, whoever holds it now."""
 
     @abstractmethod
     async def set_order(self, event_id: int, order_id: str, order_name: str | None) -> None:

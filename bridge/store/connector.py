@@ -1,0 +1,114 @@
+"""What a store asks of its database, and the connector per dialect that only executes it.
+
+Every store operation is a rule: a generator that yields requests (a query, a migration
+script, the clock) and receives their answers, without doing any I/O itself. A connector
+runs a rule inside one transaction: the SQLite one on its thread in one hop, the PostgreSQL
+one on a pooled connection. Because a rule is a plain value until it is run, a connector can
+later commit many of them at once (group commit) without any rule changing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias, TypeVar
+
+from bridge.store.clock import Now
+from bridge.store.queries import QUERIES, expand
+
+T = TypeVar("T")
+Row: TypeAlias = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One statement in the neutral dialect (`%(name)s`), and what to bring back."""
+
+    sql: str
+    params: dict[str, object]
+    fetch: Literal["rows", "rowcount"]
+
+
+@dataclass(frozen=True)
+class Script:
+    """Several statements without parameters: a schema or a migration file."""
+
+    sql: str
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Ask for the transaction's `Now`."""
+
+
+@dataclass(frozen=True)
+class LockSchema:
+    """Hold off every other migration until this transaction ends."""
+
+
+@dataclass(frozen=True)
+class TableExists:
+    name: str
+
+
+Request: TypeAlias = Query | Script | Clock | LockSchema | TableExists
+Rule: TypeAlias = Generator[Request, Any, T]
+
+
+def rows(sql: str, **params: object) -> Rule[list[Row]]:
+    """Run a statement given as SQL text and bring back its rows."""
+    query, flat = expand(sql, params)
+    found: list[Row] = yield Query(query, flat, "rows")
+    return found
+
+
+def one(name: str, **params: object) -> Rule[Row | None]:
+    """Run the named query and bring back its first row."""
+    found = yield from rows(QUERIES[name], **params)
+    return found[0] if found else None
+
+
+def changed(name: str, **params: object) -> Rule[int]:
+    """Run the named query and count the rows it changed."""
+    query, flat = expand(QUERIES[name], params)
+    count: int = yield Query(query, flat, "rowcount")
+    return count
+
+
+def clock() -> Rule[Now]:
+    now: Now = yield Clock()
+    return now
+
+
+class Steps:
+    """Drives a rule: hands out its requests one by one and keeps its result."""
+
+    def __init__(self, rule: Rule[Any]) -> None:
+        self._rule = rule
+        self.result: Any = None
+
+    def send(self, answer: object) -> Request | None:
+        """The rule's next request given the last answer, or None once it has returned."""
+        try:
+            return self._rule.send(answer)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+
+
+class Connector(ABC):
+    """Runs rules against one database, each in its own transaction."""
+
+    dialect: str  # the folder of its migrations: bridge/store/migrations/<dialect>/
+
+    @abstractmethod
+    async def write(self, rule: Rule[T]) -> T:
+        """Run a rule in a write transaction, committed before this returns."""
+
+    @abstractmethod
+    async def read(self, rule: Rule[T]) -> T:
+        """Run a rule that only reads."""
+
+    @abstractmethod
+    async def close(self) -> None: ...

@@ -1,0 +1,178 @@
+-- Every query the store runs, written once for SQLite and PostgreSQL.
+--
+-- `-- name: x` starts query x; `{x}` inside a query includes x (a fragment). Parameters are
+-- %(name)s; the connector rewrites them, and the row locks SQLite has no use for, into its
+-- dialect. Two clocks: %(now)s is the wall clock (schedules, history), %(lease_now)s and
+-- %(boot)s the lease clock (bridge/store/clock.py). A claim's %(generation)s fences every
+-- write made under it: once the event is claimed again, the old claim's writes change nothing.
+
+-- name: event_columns
+-- By name, never *: a column a later release adds must not change what this one reads
+-- (PostgreSQL refuses to run a prepared `SELECT *` whose row type changed under it).
+id, source, delivery_key, shop, topic, status, received_at, updated_at, started_at, order_id,
+order_name, reason, details, invoice_id, duplicate_of, attempts, next_attempt_at, generation,
+lease_owner, lease_until, possible_duplicate, extra_invoice_ids, headers, body
+
+-- name: lease_lapsed
+-- Once the lease clock has passed it, or when it was taken in another boot.
+(lease_until IS NULL OR lease_until < %(lease_now)s OR COALESCE(lease_boot, '') <> %(boot)s)
+
+-- name: due
+-- What a worker may take: waiting and due by the wall clock, or held under a lapsed lease.
+((status IN ('received', 'retrying') AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s))
+ OR (status = 'processing' AND {lease_lapsed}))
+
+-- name: holds
+-- The claim of this generation still stands (its lease may have lapsed unseen).
+id = %(event_id)s AND generation = %(generation)s AND status = 'processing'
+
+-- name: order_key
+source = %(source)s AND shop = %(shop)s AND order_id = %(order_id)s
+
+-- name: claimed
+-- Every claim is a new generation.
+SET status = 'processing', generation = generation + 1, lease_owner = %(owner)s,
+    lease_until = %(lease_until)s, lease_boot = %(boot)s, updated_at = %(now)s
+
+-- name: settle
+-- The end of a claim: only the claim's own generation may.
+lease_owner = NULL, lease_until = NULL, lease_boot = NULL, updated_at = %(now)s WHERE {holds}
+
+-- name: holding
+SELECT 1 AS held FROM events WHERE {holds} AND NOT {lease_lapsed}
+
+-- name: record
+INSERT INTO events (source, delivery_key, shop, topic, order_id, order_name, status,
+                    received_at, updated_at, started_at, headers, body)
+VALUES (%(source)s, %(delivery_key)s, %(shop)s, %(topic)s, %(order_id)s, %(order_name)s,
+        'received', %(now)s, %(now)s, %(now)s, %(headers)s, %(body)s)
+ON CONFLICT (source, delivery_key) DO NOTHING
+RETURNING {event_columns}
+
+-- name: event_by_key
+SELECT {event_columns} FROM events WHERE source = %(source)s AND delivery_key = %(delivery_key)s
+
+-- name: event
+SELECT {event_columns} FROM events WHERE id = %(event_id)s
+
+-- name: lock_event
+-- Writers lock an event's row before its order's (claim_order, renew, complete), never the
+-- other way round, so two of them cannot deadlock.
+SELECT status FROM events WHERE id = %(event_id)s FOR UPDATE
+
+-- name: history
+SELECT event_id, number, at, outcome, detail, delay FROM attempts
+WHERE event_id = %(event_id)s ORDER BY number
+
+-- name: append
+-- Numbering reads MAX(number): the event's row lock keeps two writers from sharing one.
+INSERT INTO attempts (event_id, number, at, outcome, detail, delay)
+SELECT %(event_id)s, COALESCE(MAX(number), 0) + 1, %(now)s, %(outcome)s, %(detail)s, %(delay)s
+FROM attempts WHERE event_id = %(event_id)s
+
+-- name: claim
+UPDATE events {claimed}
+WHERE id = (SELECT id FROM events WHERE id = %(event_id)s AND {due} FOR UPDATE SKIP LOCKED)
+RETURNING {event_columns}
+
+-- name: claim_next
+-- SKIP LOCKED: replicas polling together each take a different event, and none waits.
+UPDATE events {claimed}
+WHERE id = (SELECT id FROM events WHERE {due} AND id NOT IN %(skip)s
+            ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING {event_columns}
+
+-- name: renew
+UPDATE events SET lease_until = %(lease_until)s, lease_boot = %(boot)s WHERE {holds}
+
+-- name: renew_order
+UPDATE orders SET lease_until = %(lease_until)s, lease_boot = %(boot)s
+WHERE event_id = %(event_id)s AND invoice_id IS NULL
+
+-- name: finish
+UPDATE events SET status = %(status)s, reason = %(reason)s, details = %(details)s,
+    invoice_id = %(invoice_id)s, next_attempt_at = NULL, {settle}
+
+-- name: defer
+UPDATE events SET status = 'retrying', reason = %(reason)s, attempts = attempts + %(counted)s,
+    next_attempt_at = %(next_attempt_at)s, {settle}
+
+-- name: release
+UPDATE events SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'received' END,
+    next_attempt_at = NULL, {settle}
+
+-- name: created
+UPDATE events SET status = 'created', invoice_id = %(invoice_id)s,
+    duplicate_of = %(duplicate_of)s, reason = NULL, next_attempt_at = NULL, {settle}
+
+-- name: set_order
+UPDATE events SET order_id = %(order_id)s, order_name = %(order_name)s WHERE id = %(event_id)s
+
+-- name: flag
+UPDATE events SET possible_duplicate = %(possible_duplicate)s,
+    extra_invoice_ids = %(extra_invoice_ids)s
+WHERE id = %(event_id)s
+
+-- name: bind_order
+-- Under the claim only; its row lock comes before the order's (see lock_event).
+UPDATE events SET order_id = %(order_id)s, order_name = %(order_name)s WHERE {holds}
+
+-- name: lock_lease
+{holding} FOR UPDATE
+
+-- name: take_order
+-- One statement inserts the order's claim or takes it over: from the event that holds it
+-- (again), or from a holder whose lease lapsed, never from an invoiced order. Of two
+-- replicas racing, the second waits for the first to commit, then sees its claim.
+INSERT INTO orders (source, shop, order_id, event_id, lease_until, lease_boot, created_at)
+VALUES (%(source)s, %(shop)s, %(order_id)s, %(event_id)s, %(lease_until)s, %(boot)s, %(now)s)
+ON CONFLICT (source, shop, order_id) DO UPDATE
+SET event_id = excluded.event_id, lease_until = excluded.lease_until,
+    lease_boot = excluded.lease_boot
+WHERE orders.invoice_id IS NULL
+  AND (orders.event_id = excluded.event_id
+       OR orders.lease_until IS NULL OR orders.lease_until < %(lease_now)s
+       OR COALESCE(orders.lease_boot, '') <> %(boot)s)
+RETURNING sent, sent_at, sent_boot
+
+-- name: order
+SELECT invoice_id, event_id FROM orders WHERE {order_key}
+
+-- name: mark_sent
+UPDATE orders SET sent = %(sent)s, sent_at = %(sent_at)s, sent_boot = %(sent_boot)s
+WHERE {order_key} AND event_id = %(event_id)s AND invoice_id IS NULL
+
+-- name: record_invoice
+-- An invoice already recorded is never overwritten, whatever another replica commits at
+-- the same moment.
+INSERT INTO orders (source, shop, order_id, invoice_id, event_id, created_at)
+VALUES (%(source)s, %(shop)s, %(order_id)s, %(invoice_id)s, %(event_id)s, %(now)s)
+ON CONFLICT (source, shop, order_id) DO UPDATE
+SET invoice_id = excluded.invoice_id, event_id = excluded.event_id, lease_until = NULL,
+    lease_boot = NULL, sent = false, sent_at = NULL, sent_boot = NULL
+WHERE orders.invoice_id IS NULL
+RETURNING invoice_id, event_id
+
+-- name: release_order
+DELETE FROM orders WHERE {order_key} AND event_id = %(event_id)s AND invoice_id IS NULL
+
+-- name: replay
+UPDATE events SET status = 'received', attempts = 0, next_attempt_at = NULL,
+    started_at = %(now)s, updated_at = %(now)s
+WHERE id = %(event_id)s
+RETURNING {event_columns}
+
+-- name: purge_payloads
+UPDATE events SET body = NULL
+WHERE body IS NOT NULL AND status IN ('created', 'skipped', 'tagged')
+  AND updated_at < %(older_than)s
+
+-- name: counts
+SELECT status, COUNT(*) AS n FROM events GROUP BY status
+
+-- name: schema_version
+SELECT value FROM meta WHERE key = 'schema_version'
+
+-- name: set_schema_version
+INSERT INTO meta (key, value) VALUES ('schema_version', %(version)s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value

@@ -1,0 +1,444 @@
+"""The store's rules, written once over any SQL connector.
+
+Each operation is a rule (see `bridge/store/connector.py`): `@writes` runs it in a write
+transaction, `@reads` without one. The SQL is in queries.sql; what differs between SQLite
+and PostgreSQL is the connector's business.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from bridge.errors import StoreError
+from bridge.store import schema
+from bridge.store.base import (
+    CREATED,
+    FINISHED,
+    REPLAYABLE,
+    Attempt,
+    Event,
+    NewDelivery,
+    OrderClaim,
+    OrderKey,
+    Store,
+)
+from bridge.store.clock import Now
+from bridge.store.connector import Connector, Row, Rule, changed, clock, one, rows
+from bridge.store.queries import QUERIES
+
+T = TypeVar("T")
+P = ParamSpec("P")
+S = TypeVar("S", bound="SQLStore")
+
+_EVENT_FIELDS = tuple(field.name for field in dataclasses.fields(Event))
+
+
+def _running(
+    method: Callable[Concatenate[S, P], Rule[T]],
+    run: Callable[[Connector, Rule[T]], Awaitable[T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
+    @functools.wraps(method)
+    async def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await run(self.connector, method(self, *args, **kwargs))
+
+    return call
+
+
+def writes(
+    method: Callable[Concatenate[S, P], Rule[T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
+    """Make a rule method a store method that runs it in a write transaction."""
+    return _running(method, lambda connector, rule: connector.write(rule))
+
+
+def reads(
+    method: Callable[Concatenate[S, P], Rule[T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
+    """Make a rule method a store method that runs it without a write transaction."""
+    return _running(method, lambda connector, rule: connector.read(rule))
+
+
+def _event(row: Row) -> Event:
+    fields = {name: row[name] for name in _EVENT_FIELDS}
+    fields["headers"] = json.loads(row["headers"])
+    for name in ("details", "extra_invoice_ids"):
+        fields[name] = json.loads(row[name]) if row[name] else []
+    return Event(**fields)
+
+
+def _json(value: object) -> str | None:
+    """A list or object as the JSON text both dialects store; None when empty."""
+    return json.dumps(value) if value else None
+
+
+def _order(key: OrderKey) -> dict[str, object]:
+    return {"source": key.source, "shop": key.shop, "order_id": key.order_id}
+
+
+def _times(now: Now) -> dict[str, object]:
+    return {"now": now.wall, "lease_now": now.lease, "boot": now.boot}
+
+
+def _append(
+    event_id: int,
+    now: Now,
+    outcome: str,
+    detail: str | None = None,
+    delay: float | None = None,
+) -> Rule[None]:
+    yield from one("lock_event", event_id=event_id)
+    yield from changed(
+        "append", event_id=event_id, now=now.wall, outcome=outcome, detail=detail, delay=delay
+    )
+
+
+def list_query(
+    *,
+    status: str | None,
+    source: str | None,
+    order: str | None,
+    since: float | None,
+    flagged: bool,
+    limit: int,
+) -> tuple[str, dict[str, object]]:
+    """The SELECT behind `list_events`, with only the filters asked for."""
+    clauses: list[str] = []
+    if status:
+        clauses.append("status = %(status)s")
+    if source:
+        clauses.append("source = %(source)s")
+    if order:
+        clauses.append("(order_id = %(order)s OR order_name = %(order)s)")
+    if since is not None:
+        clauses.append("received_at >= %(since)s")
+    if flagged:
+        clauses.append("(possible_duplicate IS NOT NULL OR extra_invoice_ids IS NOT NULL)")
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    params: dict[str, object] = {
+        "status": status,
+        "source": source,
+        "order": order,
+        "since": since,
+        "limit": limit,
+    }
+    columns = QUERIES["event_columns"]
+    return f"SELECT {columns} FROM events {where} ORDER BY id DESC LIMIT %(limit)s", params
+
+
+class SQLStore(Store):
+    """The store over a connector; SQLiteStore and PostgresStore only choose the connector."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+
+    # -- schema -----------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        await self.connector.write(schema.upgrade(self.connector.dialect))
+
+    async def schema_version(self) -> int | None:
+        return await self.connector.read(schema.version())
+
+    async def ping(self) -> None:
+        await self.connector.read(rows("SELECT 1 AS alive"))
+
+    async def close(self) -> None:
+        await self.connector.close()
+
+    # -- events -----------------------------------------------------------------
+
+    @writes
+    def record(self, delivery: NewDelivery) -> Rule[tuple[Event, bool]]:
+        now = yield from clock()
+        key = {"source": delivery.source, "delivery_key": delivery.delivery_key}
+        row = yield from one(
+            "record",
+            **key,
+            shop=delivery.shop,
+            topic=delivery.topic,
+            order_id=delivery.order_id,
+            order_name=delivery.order_name,
+            now=now.wall,
+            headers=json.dumps(delivery.headers),
+            body=delivery.body,
+        )
+        if row is not None:
+            return _event(row), True
+        # A concurrent insert of the same key waited for the other to commit, then yielded.
+        row = yield from one("event_by_key", **key)
+        if row is None:
+            raise StoreError(f"delivery {delivery.delivery_key} vanished while recorded")
+        return _event(row), False
+
+    @reads
+    def get(self, event_id: int) -> Rule[Event | None]:
+        row = yield from one("event", event_id=event_id)
+        return _event(row) if row else None
+
+    @reads
+    def history(self, event_id: int) -> Rule[list[Attempt]]:
+        found = yield from rows(QUERIES["history"], event_id=event_id)
+        return [Attempt(**row) for row in found]
+
+    @reads
+    def list_events(
+        self,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        order: str | None = None,
+        since: float | None = None,
+        flagged: bool = False,
+        limit: int = 100,
+    ) -> Rule[list[Event]]:
+        query, params = list_query(
+            status=status, source=source, order=order, since=since, flagged=flagged, limit=limit
+        )
+        found = yield from rows(query, **params)
+        return [_event(row) for row in found]
+
+    @writes
+    def claim(self, event_id: int, owner: str, lease: float) -> Rule[Event | None]:
+        now = yield from clock()
+        row = yield from one(
+            "claim", event_id=event_id, owner=owner, lease_until=now.lease + lease, **_times(now)
+        )
+        return _event(row) if row else None
+
+    @writes
+    def claim_next(
+        self, owner: str, lease: float, skip: Collection[int] = ()
+    ) -> Rule[Event | None]:
+        now = yield from clock()
+        row = yield from one(
+            "claim_next",
+            owner=owner,
+            lease_until=now.lease + lease,
+            skip=tuple(skip),
+            **_times(now),
+        )
+        return _event(row) if row else None
+
+    @writes
+    def renew(self, event_id: int, generation: int, lease: float) -> Rule[bool]:
+        now = yield from clock()
+        until = {"lease_until": now.lease + lease, "boot": now.boot}
+        renewed = yield from changed("renew", event_id=event_id, generation=generation, **until)
+        if renewed:
+            yield from changed("renew_order", event_id=event_id, **until)
+        return renewed == 1
+
+    @reads
+    def still_holds(self, event_id: int, generation: int) -> Rule[bool]:
+        now = yield from clock()
+        row = yield from one("holding", event_id=event_id, generation=generation, **_times(now))
+        return row is not None
+
+    @writes
+    def note(
+        self, event_id: int, outcome: str, detail: str | None = None, delay: float | None = None
+    ) -> Rule[None]:
+        now = yield from clock()
+        yield from _append(event_id, now, outcome, detail, delay)
+
+    @writes
+    def finish(
+        self,
+        event_id: int,
+        generation: int,
+        status: str,
+        *,
+        reason: str | None = None,
+        details: list[dict[str, str]] | None = None,
+        invoice_id: int | None = None,
+    ) -> Rule[bool]:
+        if status not in FINISHED - {CREATED}:
+            raise ValueError(
+                f"finish() ends events skipped, dead, rejected or tagged, not {status}"
+            )
+        now = yield from clock()
+        done = yield from changed(
+            "finish",
+            event_id=event_id,
+            generation=generation,
+            status=status,
+            reason=reason,
+            details=_json(details),
+            invoice_id=invoice_id,
+            now=now.wall,
+        )
+        if done:
+            yield from _append(event_id, now, status, reason)
+        return done == 1
+
+    @writes
+    def defer(
+        self,
+        event_id: int,
+        generation: int,
+        *,
+        delay: float,
+        reason: str,
+        counted: bool = True,
+    ) -> Rule[bool]:
+        now = yield from clock()
+        deferred = yield from changed(
+            "defer",
+            event_id=event_id,
+            generation=generation,
+            reason=reason,
+            counted=int(counted),
+            next_attempt_at=now.wall + delay,
+            now=now.wall,
+        )
+        return deferred == 1
+
+    @writes
+    def release(self, event_id: int, generation: int) -> Rule[bool]:
+        now = yield from clock()
+        released = yield from changed(
+            "release", event_id=event_id, generation=generation, now=now.wall
+        )
+        return released == 1
+
+    # -- orders -----------------------------------------------------------------
+
+    @writes
+    def claim_order(
+        self,
+        key: OrderKey,
+        event_id: int,
+        generation: int,
+        lease: float,
+        order_name: str | None = None,
+    ) -> Rule[OrderClaim]:
+        now = yield from clock()
+        bound = yield from changed(
+            "bind_order",
+            event_id=event_id,
+            generation=generation,
+            order_id=key.order_id,
+            order_name=order_name,
+        )
+        if not bound:
+            return OrderClaim(acquired=False)
+        taken = yield from one(
+            "take_order",
+            **_order(key),
+            event_id=event_id,
+            lease_until=now.lease + lease,
+            **_times(now),
+        )
+        if taken is not None:
+            sent = bool(taken["sent"])
+            age = now.since(taken["sent_at"], taken["sent_boot"]) if sent else None
+            return OrderClaim(acquired=True, sent=sent, sent_age=age)
+        holder = yield from one("order", **_order(key))
+        if holder is None:  # released between the two statements: look again later
+            return OrderClaim(acquired=False)
+        return OrderClaim(
+            acquired=False, invoice_id=holder["invoice_id"], event_id=holder["event_id"]
+        )
+
+    @writes
+    def mark_sent(
+        self, key: OrderKey, event_id: int, generation: int, sent: bool = True
+    ) -> Rule[bool]:
+        now = yield from clock()
+        held = yield from one("lock_lease", event_id=event_id, generation=generation, **_times(now))
+        if not held:
+            return False
+        marked = yield from changed(
+            "mark_sent",
+            **_order(key),
+            event_id=event_id,
+            sent=sent,
+            sent_at=now.lease if sent else None,
+            sent_boot=now.boot if sent else None,
+        )
+        return marked == 1
+
+    @writes
+    def complete(
+        self, event_id: int, generation: int, key: OrderKey, invoice_id: int
+    ) -> Rule[tuple[bool, int]]:
+        now = yield from clock()
+        yield from one("lock_event", event_id=event_id)
+        row = yield from one(
+            "record_invoice", **_order(key), invoice_id=invoice_id, event_id=event_id, now=now.wall
+        )
+        if row is None:
+            row = yield from one("order", **_order(key))
+            assert row is not None  # the conflict that refused us is this row, now locked
+        final_invoice, original = row["invoice_id"], row["event_id"]
+        settled = yield from changed(
+            "created",
+            event_id=event_id,
+            generation=generation,
+            invoice_id=final_invoice,
+            duplicate_of=original if original != event_id else None,
+            now=now.wall,
+        )
+        if settled:
+            outcome = CREATED if original == event_id else "duplicate"
+            yield from _append(event_id, now, outcome, f"invoice {final_invoice}")
+        return settled == 1, original
+
+    @writes
+    def flag(
+        self,
+        event_id: int,
+        *,
+        possible_duplicate: str | None,
+        extra_invoice_ids: Sequence[int] = (),
+    ) -> Rule[None]:
+        yield from changed(
+            "flag",
+            event_id=event_id,
+            possible_duplicate=possible_duplicate,
+            extra_invoice_ids=_json(list(extra_invoice_ids)),
+        )
+
+    @writes
+    def set_order(self, event_id: int, order_id: str, order_name: str | None) -> Rule[None]:
+        yield from changed("set_order", event_id=event_id, order_id=order_id, order_name=order_name)
+
+    @reads
+    def invoice_for(self, key: OrderKey) -> Rule[int | None]:
+        row = yield from one("order", **_order(key))
+        return row["invoice_id"] if row else None
+
+    @writes
+    def release_order(self, key: OrderKey, event_id: int) -> Rule[None]:
+        yield from changed("release_order", **_order(key), event_id=event_id)
+
+    # -- operations -------------------------------------------------------------
+
+    @writes
+    def replay(self, event_id: int) -> Rule[Event]:
+        now = yield from clock()
+        row = yield from one("lock_event", event_id=event_id)
+        if row is None:
+            raise StoreError(f"event {event_id} does not exist")
+        if row["status"] not in REPLAYABLE:
+            raise StoreError(
+                f"event {event_id} is {row['status']}; only dead or rejected events replay"
+            )
+        updated = yield from one("replay", event_id=event_id, now=now.wall)
+        assert updated is not None  # locked above
+        yield from _append(event_id, now, "replayed", f"was {row['status']}")
+        return _event(updated)
+
+    @writes
+    def purge_payloads(self, older_than: float) -> Rule[int]:
+        purged = yield from changed("purge_payloads", older_than=older_than)
+        return purged
+
+    @reads
+    def counts(self) -> Rule[dict[str, int]]:
+        found = yield from rows(QUERIES["counts"])
+        return {row["status"]: row["n"] for row in found}
