@@ -73,6 +73,12 @@ class Admin:
         return guarded
 
     async def healthz(self, request: Request) -> Response:
+        # The container's HEALTHCHECK: a process whose worker loop died must be restarted.
+        if not self.worker.alive:
+            return BridgeJSON(
+                {"status": "unhealthy", "problems": ["the worker loop has stopped"]},
+                status_code=503,
+            )
         return BridgeJSON({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
@@ -88,6 +94,10 @@ class Admin:
             problems.append("draining: shutting down")
         if self.worker.paused:
             problems.append(self.worker.paused)
+        if not self.worker.alive:
+            problems.append("the worker loop has stopped")
+        elif self.worker.loop_error:
+            problems.append(f"the worker loop is failing and retrying: {self.worker.loop_error}")
         if problems:
             return BridgeJSON({"status": "not ready", "problems": problems}, status_code=503)
         return BridgeJSON({"status": "ready"})

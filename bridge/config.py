@@ -105,6 +105,19 @@ class LuminousConfig(_Section):
     max_requests_per_second: float = Field(5.0, ge=0)
     cache_ttl: float = Field(600.0, ge=0)  # seconds a company or product lookup is reused
     cache_size: int = Field(10_000, ge=1)
+    # After a send whose outcome is unknown, how long the bridge keeps looking the invoice up
+    # before it sends again: a proxy or a slow backend can land a request long after the
+    # client gave up. Shorter risks a double invoice; longer delays the order's invoice.
+    unknown_outcome_wait: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _wait_outlasts_a_request(self) -> LuminousConfig:
+        if self.unknown_outcome_wait < self.timeout:
+            raise ValueError(
+                f"unknown_outcome_wait ({self.unknown_outcome_wait:g} s) must be at least "
+                f"timeout ({self.timeout:g} s): a send can land until its deadline"
+            )
+        return self
 
 
 class RetryConfig(_Section):

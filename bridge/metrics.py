@@ -38,6 +38,18 @@ class Metrics:
         self.events = Gauge(
             "bridge_events", "Recorded events by status", ["status"], registry=self.registry
         )
+        self.possible_duplicates = Counter(
+            "bridge_possible_duplicate_invoices",
+            "Sends that finished after their claim was lost, so may have doubled an invoice",
+            ["source"],
+            registry=self.registry,
+        )
+        self.doubled = Counter(
+            "bridge_doubled_orders",
+            "Orders for which Luminous was found holding more than one invoice",
+            ["source"],
+            registry=self.registry,
+        )
         self.paused = Gauge(
             "bridge_paused", "1 while Luminous refuses the API token", registry=self.registry
         )

@@ -249,6 +249,8 @@ def bridge_config(
             "base_url": f"http://127.0.0.1:{sandbox_port}/external/api/v1",
             "timeout": 2.0,
             "max_requests_per_second": 0,
+            # Short for tests; every send the sandbox could still land is in by then.
+            "unknown_outcome_wait": 3.0,
         },
         "retry": {"base_delay": 0.05, "max_delay": 1.0},
         "sources.shopify": {"secret_env": "SHOPIFY_WEBHOOK_SECRET"},

@@ -215,6 +215,8 @@ def test_every_order_gets_exactly_one_invoice_under_faults_kills_and_an_outage(r
         "invoices": len(invoices),
         "found_after_lost_answer": adopted,
         "duplicates": sum(count - 1 for count in by_po.values()),
+        "possible_duplicates": sum(bool(e.get("possible_duplicate")) for e in events or []),
+        "doubled_flagged": sum(bool(e.get("extra_invoice_ids")) for e in events or []),
         "missing": len(names - set(by_po)),
         "wall_seconds": round(wall, 1),
         "posting_seconds": round(posted - started, 1),
@@ -226,6 +228,7 @@ def test_every_order_gets_exactly_one_invoice_under_faults_kills_and_an_outage(r
     assert events is not None, f"events unfinished after 90 s: {dict(statuses)}; {figures}"
     assert rig.kills == KILLS and sum(rig.faults.values()) > 0, figures
     assert figures["duplicates"] == 0 and figures["missing"] == 0, figures
+    assert figures["doubled_flagged"] == 0, figures
     assert set(by_po) == names, figures
     assert statuses == {"created": expected_events}, f"{dict(statuses)}; {figures}"
 

@@ -36,6 +36,7 @@ url = "sqlite:///{tmp_path / "bridge.db"}"
 base_url = "http://127.0.0.1:{sandbox_port}/external/api/v1"
 timeout = 2.0
 max_requests_per_second = 0
+unknown_outcome_wait = 3.0
 
 [retry]
 base_delay = 0.05

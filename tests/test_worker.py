@@ -13,9 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
+from bridge.admin import Admin
 from bridge.config import Settings, load_settings
 from bridge.errors import StoreError
+from bridge.invoicing import Claim, Lost
 from bridge.luminous import LuminousClient
 from bridge.retry import RetryPolicy
 from bridge.sandbox import Sandbox, SandboxSettings, create_sandbox_app
@@ -36,12 +39,15 @@ class FaultyTransport(httpx.AsyncBaseTransport):
         self.inner = inner
         self.before: Fault | None = None
         self.lose_answers = 0
+        self.slow_gets = 0.0  # seconds each GET takes
         self.requests: list[tuple[str, str]] = []
         self.queries: list[str] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append((request.method, request.url.path))
         self.queries.append(request.url.query.decode())
+        if request.method == "GET" and self.slow_gets:
+            await asyncio.sleep(self.slow_gets)
         if self.before is not None:
             answer = self.before(request)
             if answer is not None:
@@ -62,9 +68,9 @@ class Rig:
     transport: FaultyTransport
     worker: Worker
 
-    async def deliver(self, payload: bytes, key: str) -> Event:
+    async def deliver(self, payload: bytes, key: str, shop: str = "acme.myshopify.com") -> Event:
         event, _ = await self.store.record(
-            NewDelivery("shopify", key, "acme.myshopify.com", "orders/create", {}, payload)
+            NewDelivery("shopify", key, shop, "orders/create", {}, payload)
         )
         return event
 
@@ -80,7 +86,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     config = tmp_path / "bridge.toml"
     config.write_text(
         "[luminous]\nbase_url = 'http://sandbox/external/api/v1'\ntimeout = 2.0\n"
-        "max_requests_per_second = 0\n"
+        "max_requests_per_second = 0\nunknown_outcome_wait = 2.0\n"
         "[sources.shopify]\n[sources.shopify.options]\ncompany_id = 1\n"
     )
     settings = load_settings(
@@ -90,7 +96,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     seed_file.write_text(json.dumps(seed()))
     sandbox_app = create_sandbox_app(SandboxSettings(seed=seed_file))
     transport = FaultyTransport(httpx.ASGITransport(app=sandbox_app))
-    client = LuminousClient("http://sandbox/external/api/v1", "t", transport=transport)
+    client = LuminousClient(
+        "http://sandbox/external/api/v1", "t", timeout=2.0, transport=transport
+    )
     store = SQLiteStore(":memory:")
     await store.migrate()
     policy = RetryPolicy(
@@ -142,7 +150,9 @@ async def test_an_unknown_outcome_with_nothing_created_is_sent_again_once(rig: R
     settled = await wait_for_status(rig, event.id, CREATED)
     assert settled.status == CREATED and len(rig.sandbox.invoices) == 1
     on_invoices = [method for method, path in rig.transport.requests if path.endswith("/invoices")]
-    assert on_invoices == ["POST", "GET", "POST"]
+    # Looked up (once or more, until the first send could no longer land), then sent again.
+    assert on_invoices[0] == "POST" and on_invoices[-1] == "POST"
+    assert on_invoices.count("POST") == 2 and "GET" in on_invoices[1:-1]
 
 
 async def test_a_refused_token_pauses_work_instead_of_killing_events(rig: Rig) -> None:
@@ -200,7 +210,7 @@ async def test_a_lost_answer_is_found_by_the_invoice_custom_field(rig: Rig) -> N
     source = rig.settings.sources["shopify"]
     options = source.options.model_copy(update={"invoice_custom_field": "Shopify Order ID"})
     sources = {"shopify": dataclasses.replace(source, options=options)}
-    rig.worker.settings = dataclasses.replace(rig.settings, sources=sources)
+    rig.worker.invoicer.settings = dataclasses.replace(rig.settings, sources=sources)
     rig.transport.lose_answers = 1
     event = await rig.deliver(body(shopify_order(820982911946154508)), "g")
     await rig.settle(event.id, 0.2)
@@ -227,10 +237,134 @@ async def test_a_store_failing_to_claim_does_not_leak_worker_slots(rig: Rig) -> 
         if failures < 10:  # more failures than the worker has slots
             failures += 1
             raise StoreError("database is locked")
-        return await real_claim_next(owner, lease, skip)
+        return await real_claim_next(owner, lease, skip=skip)
 
     rig.worker.poll_interval = 0.01
     rig.store.claim_next = flaky_claim_next  # type: ignore[method-assign]
     event = await rig.deliver(body(shopify_order(8)), "slots")
     created = await wait_for_status(rig, event.id, CREATED)
     assert failures == 10 and created.status == CREATED
+
+
+async def test_a_403_on_one_request_ends_that_event_and_pauses_nothing(rig: Rig) -> None:
+    def forbid_posts(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            return httpx.Response(403, json={"message": "This action is unauthorized."})
+        return None
+
+    rig.transport.before = forbid_posts
+    event = await rig.deliver(body(shopify_order(11)), "forbidden")
+    await rig.settle(event.id, 0.2)
+    dead = await wait_for_status(rig, event.id, DEAD)
+    assert dead.status == DEAD and dead.reason is not None and "403" in dead.reason
+    assert rig.worker.paused is None  # the token check passed: the token is fine
+    rig.transport.before = None
+    other = await rig.deliver(body(shopify_order(12)), "after")
+    assert (await wait_for_status(rig, other.id, CREATED)).status == CREATED
+
+
+async def test_a_403_on_the_token_check_as_well_pauses_work(rig: Rig) -> None:
+    rig.transport.before = lambda request: httpx.Response(403, json={"message": "Forbidden"})
+    event = await rig.deliver(body(shopify_order(13)), "forbidden-token")
+    await rig.settle(event.id, 0.2)
+    waiting = await wait_for_status(rig, event.id, RETRYING)
+    assert waiting.status == RETRYING and rig.worker.paused and "403" in rig.worker.paused
+    rig.transport.before = None
+    assert (await wait_for_status(rig, event.id, CREATED)).status == CREATED
+
+
+async def test_the_loop_survives_any_error_and_goes_on(rig: Rig) -> None:
+    real_claim_next = rig.store.claim_next
+    failures = 0
+
+    async def buggy_claim_next(
+        owner: str, lease: float, skip: Collection[int] = ()
+    ) -> Event | None:
+        nonlocal failures
+        if failures < 3:
+            failures += 1
+            raise RuntimeError("a bug, not a store error")
+        return await real_claim_next(owner, lease, skip=skip)
+
+    rig.store.claim_next = buggy_claim_next  # type: ignore[method-assign]
+    event = await rig.deliver(body(shopify_order(14)), "buggy")  # no kick: the loop finds it
+    assert rig.worker.alive
+    created = await wait_for_status(rig, event.id, CREATED, timeout=15)
+    assert failures == 3 and created.status == CREATED
+    assert rig.worker.alive and rig.worker.loop_error is None
+
+
+async def test_health_routes_fail_once_the_worker_loop_is_dead(rig: Rig) -> None:
+    app = Starlette(routes=Admin(rig.settings, rig.store, rig.worker).routes())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://bridge"
+    ) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        loop = rig.worker._loop_task
+        assert loop is not None
+        loop.cancel()  # as any death of the loop would leave it
+        await asyncio.gather(loop, return_exceptions=True)
+        health = await http.get("/healthz")
+        ready = await http.get("/readyz")
+    assert health.status_code == 503 and ready.status_code == 503
+    assert "worker loop has stopped" in ready.text
+
+
+async def test_a_claim_lost_meanwhile_sends_nothing(rig: Rig) -> None:
+    # Another worker has taken the event over (as the store says just before the write):
+    # the send guard stops the POST, however often this worker claims the event again.
+    async def taken_over(event_id: int, generation: int) -> bool:
+        return False
+
+    rig.store.still_holds = taken_over  # type: ignore[method-assign]
+    event = await rig.deliver(body(shopify_order(15)), "lost")
+    await rig.settle(event.id, 1.0)
+    assert ("POST", "/external/api/v1/invoices") not in rig.transport.requests
+    assert rig.sandbox.invoices == {}
+
+
+async def test_a_renewal_that_finds_the_claim_gone_stops_the_send(rig: Rig) -> None:
+    async def lost(event_id: int, generation: int, lease: float) -> bool:
+        return False
+
+    rig.store.renew = lost  # type: ignore[method-assign]
+    rig.worker.lease = 0.15  # renewals every 0.05 s
+    rig.transport.slow_gets = 0.2  # the renewal runs, and fails, before the send
+    event = await rig.deliver(body(shopify_order(16)), "renewal")
+    claim = await rig.store.claim(event.id, "test", 30)
+    assert claim is not None
+    held = Claim(claim, claim.generation)
+    keeper = asyncio.create_task(rig.worker._keep_lease(held))
+    outcome = await rig.worker.invoicer.process(held)
+    keeper.cancel()
+    assert held.lost and isinstance(outcome, Lost)
+    assert ("POST", "/external/api/v1/invoices") not in rig.transport.requests
+
+
+async def test_two_shops_orders_of_one_name_day_and_total_keep_their_own_invoices(
+    rig: Rig,
+) -> None:
+    # Alpha's #1001 is invoiced; beta's #1001 (same day, total and lines) meets a 502 before
+    # reaching Luminous. The lookup finds alpha's invoice by PO number: it must not adopt it.
+    alpha = await rig.deliver(
+        body(shopify_order(7_400_000_000_001, number=1001)), "a-1001", "alpha.myshopify.com"
+    )
+    assert (await rig.settle(alpha.id)).status == CREATED
+
+    def bad_gateway_once(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST" and not getattr(bad_gateway_once, "done", False):
+            bad_gateway_once.done = True  # type: ignore[attr-defined]
+            return httpx.Response(502, text="Bad Gateway")
+        return None
+
+    rig.transport.before = bad_gateway_once
+    beta = await rig.deliver(
+        body(shopify_order(7_400_000_000_002, number=1001)), "b-1001", "beta.myshopify.com"
+    )
+    await rig.settle(beta.id, 0.2)
+    beta_done = await wait_for_status(rig, beta.id, CREATED, timeout=15)
+    alpha_done = await rig.store.get(alpha.id)
+    assert alpha_done is not None and beta_done.status == CREATED
+    assert beta_done.invoice_id != alpha_done.invoice_id
+    assert len(rig.sandbox.invoices) == 2
+    assert "adopted" not in [step.outcome for step in await rig.store.history(beta.id)]
