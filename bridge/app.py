@@ -20,6 +20,7 @@ from bridge.admin import Admin
 from bridge.config import Settings
 from bridge.errors import StoreError
 from bridge.luminous import LuminousClient
+from bridge.rekey import rekey_orders
 from bridge.resolver import Resolver
 from bridge.responses import error
 from bridge.store import Store, open_store
@@ -106,6 +107,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.migrate()
+        await rekey_orders(store, settings)
         if settings.admin_token is None:
             log.warning(
                 "no admin token (%s is not set): admin routes answer 404",

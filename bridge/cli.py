@@ -340,12 +340,15 @@ def cmd_mappings(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from bridge.rekey import rekey_orders
     from bridge.store import open_store
 
     async def run() -> int | None:
-        store = open_store(_settings(args).config.store)
+        settings = _settings(args)
+        store = open_store(settings.config.store)
         try:
             await store.migrate()
+            await rekey_orders(store, settings)
             return await store.schema_version()
         finally:
             await store.close()

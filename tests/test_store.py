@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import time
@@ -15,8 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bridge.config import StoreConfig
+from bridge.config import StoreConfig, load_settings
 from bridge.errors import StoreError
+from bridge.rekey import rekey_orders
 from bridge.store import PostgresStore, SQLiteStore, Store, open_store
 from bridge.store.base import (
     CREATED,
@@ -705,3 +707,31 @@ async def test_a_worker_whose_lease_lapsed_may_not_mark_a_send(store: Store) -> 
     assert fast is not None and fast.id == slow.id
     assert not await store.mark_sent(key, slow.id, slow.generation)
     assert await store.mark_sent(key, fast.id, fast.generation)
+
+
+async def test_an_upgrade_rekeys_orders_by_their_authenticated_scope(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Orders recorded under the shop header as sent (as earlier releases did) keep matching
+    # once Shopify keys are shop-less and WooCommerce shops are spelt one way.
+    config = tmp_path / "bridge.toml"
+    config.write_text("[sources.shopify]\n[sources.woocommerce]\n")
+    settings = load_settings(str(config), {})
+    keys = [
+        (OrderKey("shopify", "acme.myshopify.com", "1"), 11),
+        (OrderKey("shopify", "ACME.myshopify.com.", "2"), 12),
+        (OrderKey("shopify", "evil.myshopify.com", "1"), 13),  # the forged-header double
+        (OrderKey("woocommerce", "https://shop.example/", "7"), 17),
+    ]
+    for index, (key, invoice_id) in enumerate(keys):
+        event = await taken(store, f"k{index}")
+        await store.claim_order(key, event.id, event.generation, LEASE)
+        assert (await store.complete(event.id, event.generation, key, invoice_id))[0]
+    with caplog.at_level(logging.ERROR, logger="bridge.rekey"):
+        assert await rekey_orders(store, settings) == 3
+    assert await store.invoice_for(OrderKey("shopify", "", "1")) == 11
+    assert await store.invoice_for(OrderKey("shopify", "", "2")) == 12
+    assert await store.invoice_for(OrderKey("woocommerce", "shop.example", "7")) == 17
+    assert "invoiced twice" in caplog.text  # the double is said, not dropped
+    assert await store.invoice_for(OrderKey("shopify", "evil.myshopify.com", "1")) == 13
+    assert await rekey_orders(store, settings) == 0  # idempotent: every start runs it

@@ -313,6 +313,18 @@ class Store(ABC):
         """Drop this event's claim on an order that got no invoice (it ended dead)."""
 
     @abstractmethod
+    async def order_shops(self, source: str) -> list[str]:
+        """The shop parts of a source's order records."""
+
+    @abstractmethod
+    async def rescope_orders(self, source: str, old_shop: str, new_shop: str) -> tuple[int, int]:
+        """Move a source's order records from one shop part to another (an upgrade's rekeying).
+
+        Returns (moved, left): records kept under `old_shop` collided with one already under
+        `new_shop`, i.e. the order was recorded, and likely invoiced, under both keys.
+        """
+
+    @abstractmethod
     async def replay(self, event_id: int) -> Event:
         """Put a dead or rejected event back to `received`, keeping its history."""
 

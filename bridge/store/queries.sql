@@ -176,3 +176,18 @@ SELECT value FROM meta WHERE key = 'schema_version'
 -- name: set_schema_version
 INSERT INTO meta (key, value) VALUES ('schema_version', %(version)s)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value
+
+-- name: order_shops
+SELECT DISTINCT shop FROM orders WHERE source = %(source)s
+
+-- name: rescope_orders
+-- An order already recorded under the new key keeps that record; its old one stays for
+-- reconcile to report (the order was invoiced under two keys).
+UPDATE orders SET shop = %(new_shop)s
+WHERE source = %(source)s AND shop = %(old_shop)s
+  AND NOT EXISTS (SELECT 1 FROM orders AS kept
+                  WHERE kept.source = %(source)s AND kept.shop = %(new_shop)s
+                    AND kept.order_id = orders.order_id)
+
+-- name: orders_of_shop
+SELECT COUNT(*) AS n FROM orders WHERE source = %(source)s AND shop = %(old_shop)s

@@ -416,6 +416,19 @@ class SQLStore(Store):
     def release_order(self, key: OrderKey, event_id: int) -> Rule[None]:
         yield from changed("release_order", **_order(key), event_id=event_id)
 
+    @reads
+    def order_shops(self, source: str) -> Rule[list[str]]:
+        found = yield from rows(QUERIES["order_shops"], source=source)
+        return [row["shop"] for row in found]
+
+    @writes
+    def rescope_orders(self, source: str, old_shop: str, new_shop: str) -> Rule[tuple[int, int]]:
+        moved = yield from changed(
+            "rescope_orders", source=source, old_shop=old_shop, new_shop=new_shop
+        )
+        left = yield from one("orders_of_shop", source=source, old_shop=old_shop)
+        return moved, int(left["n"]) if left else 0
+
     # -- operations -------------------------------------------------------------
 
     @writes
