@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import __version__
-from bridge.config import Settings, check_runnable, load_settings
+from bridge.config import ServerConfig, Settings, check_runnable, load_settings
 from bridge.errors import BridgeError, ConfigError
 
 Command = Callable[[argparse.Namespace], int]
@@ -75,17 +75,18 @@ def _exit_drained(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _run_server(app: Any, host: str, port: int) -> None:
+def _run_server(app: Any, host: str, port: int, config: ServerConfig) -> None:
     """Serve until SIGTERM or Ctrl-C; a SIGTERM that drained cleanly exits 0.
 
     The server drains on SIGTERM, then sends the signal again to whatever handler was there
     before it; with the default one the process would die by the signal (exit 143) after a
     clean drain, which orchestrators report as a failure.
     """
-    import uvicorn
+    from bridge.server import serve, server_limits
 
+    limits = server_limits(config)
     signal.signal(signal.SIGTERM, _exit_drained)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    serve(app, host, port, limits)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -114,7 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(
         settings, sandbox_routes=sandbox_routes, luminous_url=luminous_url, luminous_token=token
     )
-    _run_server(app, args.host, args.port)
+    _run_server(app, args.host, args.port, settings.config.server)
     return 0
 
 
@@ -137,7 +138,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     _configure_logging()
-    _run_server(app, args.host, args.port)
+    _run_server(app, args.host, args.port, ServerConfig())
     return 0
 
 
