@@ -56,13 +56,14 @@ def server_limits(config: ServerConfig) -> Limits:
     file limit as far as needed, or is refused if the hard limit is lower.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    room = soft - RESERVED_FILES
+    unlimited = resource.RLIM_INFINITY
+    room = DEFAULT_MAX_CONNECTIONS if soft == unlimited else soft - RESERVED_FILES
     wanted = config.max_connections
     if wanted is None:
         wanted = max(1, min(DEFAULT_MAX_CONNECTIONS, room))
-    elif wanted > room:
+    elif wanted > room and soft != unlimited:
         needed = wanted + RESERVED_FILES
-        if hard != resource.RLIM_INFINITY and needed > hard:
+        if hard != unlimited and needed > hard:
             raise ConfigError(
                 "server.max_connections",
                 f"{wanted} connections need {needed} open files; the limit is {hard}",

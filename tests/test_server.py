@@ -325,6 +325,9 @@ def test_the_default_connection_limit_leaves_room_for_the_bridges_own_files(
     assert limits.header_timeout == 10.0 and limits.max_head_bytes == 65536
     monkeypatch.setattr(resource, "getrlimit", lambda kind: (65536, hard))
     assert server_limits(ServerConfig()).max_connections == DEFAULT_MAX_CONNECTIONS
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (hard, hard))  # unlimited
+    assert server_limits(ServerConfig()).max_connections == DEFAULT_MAX_CONNECTIONS
+    assert server_limits(ServerConfig(max_connections=50_000)).max_connections == 50_000
 
 
 def test_a_configured_connection_limit_raises_the_soft_file_limit_or_is_refused(
