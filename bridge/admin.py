@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -13,18 +14,36 @@ from starlette.routing import Route
 
 from bridge.config import Settings
 from bridge.errors import StoreError
+from bridge.inputs import MAX_EVENT_ID, storable, whole_number
 from bridge.responses import BridgeJSON, error
-from bridge.store.base import REPLAYABLE, SCHEMA_VERSION, STATUSES, Store
+from bridge.store.base import REPLAYABLE, SCHEMA_VERSION, STATUSES, Event, Store
 from bridge.worker import Worker
 
-MAX_EVENT_ID = 2**63 - 1  # the store's integer keys are signed 64-bit
+log = logging.getLogger("bridge.admin")
+
+MAX_LISTED = 1000  # events in one `GET /events` answer
 
 
-def _authorized(request: Request, token: str) -> bool:
+def _authorized(request: Request, token: str | None) -> bool:
+    if token is None:
+        return False
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(
         given.strip().encode(), token.encode()
     )
+
+
+async def replay(store: Store, event: Event) -> Event | None:
+    """Replay `event` as it was read; None when another change to it (a replay) came first."""
+    try:
+        return await store.replay(event.id)
+    except StoreError:
+        # The store refuses an event that is no longer dead or rejected; if it changed since
+        # it was read, a concurrent request won the race. Anything else is a store failure.
+        now = await store.get(event.id)
+        if now is None or now.updated_at == event.updated_at:
+            raise
+        return None
 
 
 async def event_view(store: Store, event_id: int) -> dict[str, Any] | None:
@@ -68,44 +87,62 @@ class Admin:
                 return error(
                     401, "unauthorized", "admin routes need 'Authorization: Bearer <admin token>'"
                 )
-            return await handler(request)  # type: ignore[no-any-return]
+            try:
+                return await handler(request)  # type: ignore[no-any-return]
+            except StoreError as exc:
+                log.error("admin %s: store unavailable: %s", request.url.path, exc)
+                response = error(503, "unavailable", f"the store is unavailable: {exc}")
+                response.headers["Retry-After"] = "30"
+                return response
 
         return guarded
 
     async def healthz(self, request: Request) -> Response:
         # The container's HEALTHCHECK: a process whose worker loop died must be restarted.
         if not self.worker.alive:
-            return BridgeJSON(
-                {"status": "unhealthy", "problems": ["the worker loop has stopped"]},
-                status_code=503,
-            )
+            return BridgeJSON({"status": "worker loop stopped"}, status_code=503)
         return BridgeJSON({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        problems = []
+        """What stops the bridge from being ready; details only for the admin token."""
+        problems: list[tuple[str, str | None]] = []
         try:
             await self.store.ping()
             version = await self.store.schema_version()
-            if version != SCHEMA_VERSION:
-                problems.append(f"store schema is {version}, this release needs {SCHEMA_VERSION}")
         except StoreError as exc:
-            problems.append(f"store unreachable: {exc}")
+            problems.append(("store unreachable", str(exc)))
+        else:
+            if version != SCHEMA_VERSION:
+                behind = version is None or version < SCHEMA_VERSION
+                problems.append(
+                    (
+                        "store schema behind" if behind else "store schema ahead",
+                        f"the store's schema is {version}, this release needs {SCHEMA_VERSION}",
+                    )
+                )
         if self.worker.draining:
-            problems.append("draining: shutting down")
+            problems.append(("draining", "shutting down"))
         if self.worker.paused:
-            problems.append(self.worker.paused)
+            problems.append(("Luminous refuses the API token", self.worker.paused))
         if not self.worker.alive:
-            problems.append("the worker loop has stopped")
+            problems.append(("worker loop stopped", None))
         elif self.worker.loop_error:
-            problems.append(f"the worker loop is failing and retrying: {self.worker.loop_error}")
-        if problems:
-            return BridgeJSON({"status": "not ready", "problems": problems}, status_code=503)
-        return BridgeJSON({"status": "ready"})
+            problems.append(("worker loop failing and retrying", self.worker.loop_error))
+        if not problems:
+            return BridgeJSON({"status": "ready"})
+        detailed = _authorized(request, self.settings.admin_token)
+        shown = [f"{what}: {detail}" if detailed and detail else what for what, detail in problems]
+        return BridgeJSON({"status": "not ready", "problems": shown}, status_code=503)
 
     async def metrics(self, request: Request) -> Response:
-        counts = await self.store.counts()
-        for status in STATUSES:
-            self.series.events.labels(status).set(counts.get(status, 0))
+        try:
+            counts = await self.store.counts()
+        except StoreError as exc:
+            log.error("metrics: events not counted, store unavailable: %s", exc)
+            self.series.events.clear()  # absent rather than stale
+        else:
+            for status in STATUSES:
+                self.series.events.labels(status).set(counts.get(status, 0))
         self.series.paused.set(1 if self.worker.paused else 0)
         return Response(generate_latest(self.series.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -114,11 +151,14 @@ class Admin:
         status = query.get("status")
         if status and status not in STATUSES:
             return error(400, "bad_request", f"status must be one of {', '.join(STATUSES)}")
-        limit = query.get("limit", "100")
-        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-            return error(400, "bad_request", "limit must be a whole number from 1 to 1000")
+        for name in ("source", "order"):
+            if not storable(query.get(name, "")):
+                return error(400, "bad_request", f"{name} must not contain NUL characters")
+        limit = whole_number(query.get("limit", "100"), 1, MAX_LISTED)
+        if limit is None:
+            return error(400, "bad_request", f"limit must be a whole number from 1 to {MAX_LISTED}")
         events = await self.store.list_events(
-            status=status, source=query.get("source"), order=query.get("order"), limit=int(limit)
+            status=status, source=query.get("source"), order=query.get("order"), limit=limit
         )
         return BridgeJSON({"data": [event.summary() for event in events]})
 
@@ -140,6 +180,10 @@ class Admin:
                 "not_replayable",
                 f"event {event_id} is {event.status}; only dead or rejected events replay",
             )
-        event = await self.store.replay(event_id)
-        self.worker.kick(event.id)
-        return BridgeJSON(event.summary(), status_code=202)
+        replayed = await replay(self.store, event)
+        if replayed is None:
+            return error(
+                409, "not_replayable", f"event {event_id} changed while it was being replayed"
+            )
+        self.worker.kick(replayed.id)
+        return BridgeJSON(replayed.summary(), status_code=202)

@@ -10,14 +10,23 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bridge import __version__
-from bridge.config import Settings, Source, check_runnable, check_shop_secrets, load_settings
+from bridge import __version__, arguments
+from bridge.arguments import Parser
+from bridge.config import (
+    ServerConfig,
+    Settings,
+    Source,
+    check_runnable,
+    check_shop_secrets,
+    load_settings,
+)
 from bridge.errors import BridgeError, ConfigError
 
 Command = Callable[[argparse.Namespace], int]
@@ -30,7 +39,13 @@ class UsageError(BridgeError):
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(getattr(args, "config", None))
+    path = getattr(args, "config", None)
+    if path and "\x00" in path:
+        raise ConfigError("", f"--config {path!r}: a file name cannot hold a NUL")
+    try:
+        return load_settings(path)
+    except OSError as exc:  # a folder, unreadable, …; a missing file is a ConfigError already
+        raise ConfigError("", f"cannot read {exc.filename or path}: {exc.strerror}") from exc
 
 
 def _print_json(value: Any) -> None:
@@ -75,17 +90,32 @@ def _exit_drained(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _run_server(app: Any, host: str, port: int) -> None:
+def _run_server(app: Any, host: str, port: int, config: ServerConfig) -> None:
     """Serve until SIGTERM or Ctrl-C; a SIGTERM that drained cleanly exits 0.
 
     The server drains on SIGTERM, then sends the signal again to whatever handler was there
     before it; with the default one the process would die by the signal (exit 143) after a
     clean drain, which orchestrators report as a failure.
     """
-    import uvicorn
+    from bridge.server import serve, server_limits
 
+    limits = server_limits(config)
     signal.signal(signal.SIGTERM, _exit_drained)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    serve(app, host, port, limits)
+
+
+def _prepare_store(settings: Settings) -> None:
+    """Create or upgrade the schema before serving, so a store that fails says so in a line."""
+    from bridge.store import open_store
+
+    async def run() -> None:
+        store = open_store(settings.config.store)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    asyncio.run(run())
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -95,6 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     problems = check_runnable(settings, sandbox=args.sandbox)
     if problems:
         raise ConfigError("", "; ".join(problems))
+    _prepare_store(settings)
     _configure_logging()
     sandbox_routes = None
     luminous_url = None
@@ -114,7 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(
         settings, sandbox_routes=sandbox_routes, luminous_url=luminous_url, luminous_token=token
     )
-    _run_server(app, args.host, args.port)
+    _run_server(app, args.host, args.port, settings.config.server)
     return 0
 
 
@@ -137,7 +168,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     _configure_logging()
-    _run_server(app, args.host, args.port)
+    _run_server(app, args.host, args.port, ServerConfig())
     return 0
 
 
@@ -149,6 +180,8 @@ def _read_payload(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:  # a NUL in the path
+        raise UsageError(f"cannot read {path!r}: {exc}") from exc
 
 
 def cmd_map(args: argparse.Namespace) -> int:
@@ -159,16 +192,16 @@ def cmd_map(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     source = _source(settings, args.source)
+    try:
+        payload = loads(_read_payload(args.file))
+    except MalformedJSON as exc:
+        raise UsageError(f"{args.file} is not valid JSON: {exc}") from exc
     if source.options.company == "fixed" and source.options.company_id is None:
         print(
             f"note: sources.{source.name}.options.company_id is not set; using 1 for this dry run",
             file=sys.stderr,
         )
         source = _with_defaults(settings, company_id=1).sources[source.name]
-    try:
-        payload = loads(_read_payload(args.file))
-    except MalformedJSON as exc:
-        raise UsageError(f"{args.file} is not valid JSON: {exc}") from exc
     topic = args.topic or (source.topics[0] if source.topics else None)
     try:
         result = source.mapping.map(Delivery(payload, {}, topic, None), source.options)
@@ -366,22 +399,15 @@ def cmd_events(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------
 
 
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError("a rate is a number from 0 to 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--config",
         metavar="F",
         default=argparse.SUPPRESS,
         help="configuration file (default: $BRIDGE_CONFIG, else ./bridge.toml, else defaults)",
     )
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bridge",
         parents=[common],
         description="Turns e-commerce order webhooks into Luminous invoices.",
@@ -395,8 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     serve = command("serve", cmd_serve, "run the service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", type=arguments.text, default="127.0.0.1")
+    serve.add_argument("--port", type=arguments.port, default=8080)
     serve.add_argument(
         "--sandbox",
         action="store_true",
@@ -404,22 +430,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sandbox = command("sandbox", cmd_sandbox, "run the Luminous sandbox alone")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8090)
+    sandbox.add_argument("--host", type=arguments.text, default="127.0.0.1")
+    sandbox.add_argument("--port", type=arguments.port, default=8090)
     sandbox.add_argument("--seed", type=Path, metavar="F", help="JSON products and companies")
     sandbox.add_argument("--state", type=Path, metavar="F", help="keep data across restarts")
-    sandbox.add_argument("--token", metavar="T", help="accept only this bearer token")
+    sandbox.add_argument(
+        "--token", type=arguments.header_value, metavar="T", help="accept only this bearer token"
+    )
     sandbox.add_argument("--auto-products", action="store_true", help="create unknown SKUs")
-    sandbox.add_argument("--latency", type=float, default=0, metavar="MS")
-    sandbox.add_argument("--fail-rate", type=_rate, default=0, metavar="R")
-    sandbox.add_argument("--throttle-rate", type=_rate, default=0, metavar="R")
-    sandbox.add_argument("--timeout-after-commit-rate", type=_rate, default=0, metavar="R")
-    sandbox.add_argument("--fault-seed", type=int, metavar="N")
+    sandbox.add_argument("--latency", type=arguments.milliseconds, default=0, metavar="MS")
+    sandbox.add_argument("--fail-rate", type=arguments.rate, default=0, metavar="R")
+    sandbox.add_argument("--throttle-rate", type=arguments.rate, default=0, metavar="R")
+    sandbox.add_argument("--timeout-after-commit-rate", type=arguments.rate, default=0, metavar="R")
+    sandbox.add_argument("--fault-seed", type=arguments.whole(0, 2**64), metavar="N")
 
     mapper = command("map", cmd_map, "dry run: print the invoice request a payload makes")
     mapper.add_argument("source")
     mapper.add_argument("file")
-    mapper.add_argument("--topic", metavar="T")
+    mapper.add_argument("--topic", type=arguments.text, metavar="T")
     mapper.add_argument(
         "--resolve",
         action="store_true",
@@ -430,11 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     send = command("send", cmd_send, "sign a payload as its source would and post it")
     send.add_argument("source")
     send.add_argument("file")
-    send.add_argument("--url", default="http://127.0.0.1:8080")
-    send.add_argument("--topic", metavar="T")
-    send.add_argument("--delivery-id", metavar="ID")
+    send.add_argument("--url", type=arguments.http_url, default="http://127.0.0.1:8080")
+    send.add_argument("--topic", type=arguments.header_value, metavar="T")
+    send.add_argument("--delivery-id", type=arguments.header_value, metavar="ID")
     send.add_argument(
         "--shop",
+        type=arguments.header_value,
         metavar="SHOP",
         help="the shop it comes from (default: the one the body names, else the first configured)",
     )
@@ -448,37 +477,66 @@ def build_parser() -> argparse.ArgumentParser:
     events = command("events", cmd_events, "list, show, replay or purge recorded events")
     actions = events.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", parents=[common], help="list events, newest first")
-    listing.add_argument("--status")
-    listing.add_argument("--source")
-    listing.add_argument("--order", metavar="REF", help="order id or name (#1001)")
-    listing.add_argument("--since", metavar="T", help="ISO time, or an age such as 2h or 3d")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--status", type=arguments.text)
+    listing.add_argument("--source", type=arguments.text)
+    listing.add_argument(
+        "--order", type=arguments.text, metavar="REF", help="order id or name (#1001)"
+    )
+    listing.add_argument(
+        "--since", type=arguments.text, metavar="T", help="ISO time, or an age such as 2h or 3d"
+    )
+    listing.add_argument("--limit", type=arguments.whole(1, 100_000), default=100)
     show = actions.add_parser("show", parents=[common], help="one event with its history")
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=arguments.event_id)
     replay = actions.add_parser("replay", parents=[common], help="retry dead or rejected events")
-    replay.add_argument("ids", type=int, nargs="*", metavar="ID")
+    replay.add_argument("ids", type=arguments.event_id, nargs="*", metavar="ID")
     replay.add_argument("--status", choices=["dead", "rejected"])
     replay.add_argument("--dry-run", action="store_true")
     purge = actions.add_parser("purge", parents=[common], help="drop old finished payloads")
-    purge.add_argument("--days", type=int, help="keep this many days (default: retention_days)")
+    purge.add_argument(
+        "--days",
+        type=arguments.whole(0, 100_000),
+        help="keep this many days (default: retention_days)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; whatever goes wrong is one line on stderr and an exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Command = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return code
     except (ConfigError, UsageError) as exc:
         label = "configuration error" if isinstance(exc, ConfigError) else "error"
-        print(f"bridge: {label}: {exc}", file=sys.stderr)
+        print(f"bridge: {label}: {_one_line(exc)}", file=sys.stderr)
         return 2
     except BridgeError as exc:
-        print(f"bridge: {exc}", file=sys.stderr)
+        print(f"bridge: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        _quiet_stdout()  # the reader left (`| head`): stop, and let exit flush to nowhere
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _one_line(message: object) -> str:
+    """A store's or a library's message may span lines; stderr gets one."""
+    return " ".join(str(message).split())
+
+
+def _quiet_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no file (a test's capture)
+        pass
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

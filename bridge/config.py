@@ -77,6 +77,8 @@ class ServerConfig(_Section):
     admin_token_env: str = "BRIDGE_ADMIN_TOKEN"
     body_timeout: float = Field(30.0, gt=0)  # a body trickling in slower than this gets 408
     drain_seconds: float = Field(10.0, ge=0)  # SIGTERM: time given to work in flight
+    header_timeout: float = Field(10.0, gt=0)  # a request head slower than this gets 408
+    max_connections: int | None = Field(None, ge=1)  # None: 1000, or what the file limit allows
 
 
 class StoreConfig(_Section):

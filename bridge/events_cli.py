@@ -10,7 +10,7 @@ import datetime as dt
 import sys
 import time
 
-from bridge.admin import event_view
+from bridge.admin import event_view, replay
 from bridge.config import Settings, parse_duration
 from bridge.errors import BridgeError, StoreError
 from bridge.store import Store, open_store
@@ -80,13 +80,19 @@ async def _replay(store: Store, args: argparse.Namespace) -> int:
         event = await store.get(event_id)
         if event is None or event.status not in REPLAYABLE:
             state = "does not exist" if event is None else f"is {event.status}"
-            print(f"event {event_id} {state}; only dead or rejected events replay", file=sys.stderr)
+            print(
+                f"bridge: event {event_id} {state}; only dead or rejected events replay",
+                file=sys.stderr,
+            )
             failed += 1
             continue
         if args.dry_run:
             print(f"would replay event {event_id} ({event.status}: {event.reason})")
             continue
-        await store.replay(event_id)
+        if await replay(store, event) is None:
+            print(f"bridge: event {event_id} changed while it was being replayed", file=sys.stderr)
+            failed += 1
+            continue
         print(f"replayed event {event_id}: received again, history kept")
     return 1 if failed else 0
 

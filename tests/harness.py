@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -39,6 +40,7 @@ class Process:
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/healthz"
     cwd: Path | None = None
+    open_files: int | None = None  # a soft RLIMIT_NOFILE for the process
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,6 +56,7 @@ class Process:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.cwd,
+                preexec_fn=_soft_file_limit(self.open_files) if self.open_files else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -103,6 +106,15 @@ def serve_with_sandbox(tmp: Path, config: str, env: dict[str, str]) -> tuple[Pro
         cwd=tmp,
     ).start()
     return process, path
+
+
+def _soft_file_limit(count: int) -> Callable[[], None]:
+    def limit() -> None:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (count, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        )
+
+    return limit
 
 
 def run_cli(
