@@ -115,8 +115,9 @@ async def _rejected_events(database: Path, count: int) -> None:
     for number in range(count):
         delivery = NewDelivery("shopify", f"d{number}", "acme", "orders/create", {}, b"{}")
         event, _ = await store.record(delivery)
-        assert await store.claim(event.id, "test", 60)
-        await store.finish(event.id, "test", REJECTED, reason=reason)
+        claimed = await store.claim(event.id, "test", 60)
+        assert claimed is not None
+        assert await store.finish(event.id, claimed.generation, REJECTED, reason=reason)
     await store.close()
 
 
