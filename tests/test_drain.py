@@ -84,7 +84,10 @@ def test_sigterm_drains_and_a_restart_completes_every_event_once(
     config = bridge_config(
         tmp_path,
         sandbox.port,
-        {"server": {"drain_seconds": drain_seconds}, "luminous": {"timeout": 5.0}},
+        {
+            "server": {"drain_seconds": drain_seconds},
+            "luminous": {"timeout": 5.0, "unknown_outcome_wait": 5.0},
+        },
     )
     bridge = bridge_process(config, free_port(), ENV).start()
     orders = [shopify_order(61_000 + n) for n in range(ORDERS)]
