@@ -254,7 +254,13 @@ class Worker:
         next looks the invoice up, and waits for a late answer, before sending again.
         """
         with contextlib.suppress(StoreError):
-            await self.store.release(claim.event_id, claim.generation)
+            if claim.sending:
+                reason = "shutdown while sending the invoice; it is looked up before any resend"
+                await self.store.defer(
+                    claim.event_id, claim.generation, delay=0, reason=reason, counted=False
+                )
+            else:
+                await self.store.release(claim.event_id, claim.generation)
         what = "while sending its invoice" if claim.sending else "before sending"
         log.info("event=%s handed back at shutdown %s", claim.event_id, what)
 
