@@ -40,7 +40,7 @@ from bridge.mapping import (
 )
 from bridge.metrics import Metrics
 from bridge.resolver import CatalogClient, ResolutionError, Resolver
-from bridge.shops import order_reference, order_scope
+from bridge.shops import order_reference, order_scope, scoped_alternate_ids
 from bridge.store.base import DEAD, REJECTED, SKIPPED, TAGGED, Event, OrderKey, Store
 from bridge.wire import MalformedJSON, loads
 
@@ -171,13 +171,14 @@ def _invoice_lines(invoice: Invoice) -> Counter[tuple[str, str]]:
     )
 
 
-def _alternate_ids_agree(invoice: Invoice, request: InvoiceRequest) -> bool:
-    # Where Luminous answers the ids ("shopify:<order id>"), two shops' orders #1001 of the
-    # same day, total and lines still differ by them.
-    answered = (invoice.model_extra or {}).get("alternate_ids")
+def _alternate_ids_agree(invoice: Invoice, request: InvoiceRequest, draft: Draft) -> bool:
+    # Where Luminous answers the ids ("shopify:<order id>", "woocommerce:<site>/<order id>"),
+    # two shops' orders #1001 of the same day, total and lines still differ by them. An
+    # invoice sent before the ids named the site carries the mapping's own: no proof either way.
+    answered = sorted(map(str, (invoice.model_extra or {}).get("alternate_ids") or []))
     if not answered or not request.alternate_ids:
         return True
-    return sorted(map(str, answered)) == sorted(request.alternate_ids)
+    return answered in (sorted(request.alternate_ids), sorted(draft.request.alternate_ids or []))
 
 
 class Invoicer:
@@ -277,6 +278,9 @@ class Invoicer:
                 label: order_reference(key.shop, draft.order_id),
             }
             request = request.model_copy(update={"custom_fields": fields})
+        if key.shop and request.alternate_ids:
+            scoped = scoped_alternate_ids(request.alternate_ids, key.shop, draft.order_id)
+            request = request.model_copy(update={"alternate_ids": scoped})
         if order.sent:
             # An earlier send's outcome is unknown: it may have landed, or may still.
             try:
@@ -392,7 +396,7 @@ class Invoicer:
                 and invoice.order_day == request.order_date
                 and invoice.total == total
                 and _invoice_lines(invoice) == lines
-                and _alternate_ids_agree(invoice, request)
+                and _alternate_ids_agree(invoice, request, draft)
             ]
         else:
             return _Candidates()

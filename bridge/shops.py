@@ -56,6 +56,21 @@ def order_reference(scope: str, order_id: str) -> str:
     return f"{scope}/{order_id}" if scope else order_id
 
 
+def scoped_alternate_ids(ids: list[str], scope: str, order_id: str) -> list[str]:
+    """A mapping's alternate ids naming the shop too where ids are per shop.
+
+    Two sites' orders 1001 both map to "woocommerce:1001"; as "woocommerce:shop.example/1001"
+    a lookup can tell their invoices apart.
+    """
+    suffix = f":{order_id}"
+    if not scope:
+        return ids
+    return [
+        f"{id_[: -len(suffix)]}:{order_reference(scope, order_id)}" if id_.endswith(suffix) else id_
+        for id_ in ids
+    ]
+
+
 def _mismatch(message: str) -> InputError:
     return InputError(403, "shop_mismatch", message)
 

@@ -4,6 +4,8 @@ Put in front of a sandbox, `HoldingProxy` forwards every request as it comes, ex
 `hold_count` `POST …/invoices`: those it keeps for `hold_seconds`, then forwards even if the
 client has given up meanwhile, so the invoice is created after the client's timeout, as a slow
 Luminous can do. It records every request, which it held, and when each was forwarded.
+Setting `refuse_next = N` answers the next N such POSTs 502 without forwarding them, as a
+gateway in front of Luminous does when Luminous never saw the request.
 
     with HoldingProxy(sandbox.url, hold_count=1, hold_seconds=20) as proxy:
         ...  # point the bridge at proxy.url + "/external/api/v1"
@@ -58,6 +60,7 @@ class Exchange:
     body: bytes
     received_at: float  # the whole request had arrived
     held: bool
+    refused: bool = False  # answered 502 here, never forwarded
     forwarded_at: float | None = None  # sent on to the upstream
     answered_at: float | None = None  # the upstream's whole answer was in
     status: int | None = None  # the upstream's; None while pending or when unreachable
@@ -104,6 +107,7 @@ class HoldingProxy:
         self.hold_seconds = hold_seconds
         self.hold_path = hold_path
         self.port = port  # 0: a free one, chosen by `start`
+        self.refuse_next = 0  # the next POSTs to `hold_path` to answer 502 unforwarded
         self._exchanges: list[Exchange] = []
         self._changed = threading.Condition()  # guards the exchanges; notified on each answer
         self._connections = itertools.count(1)
@@ -233,17 +237,17 @@ class HoldingProxy:
         path = urlsplit(request.target).path.rstrip("/")
         with self._changed:
             held_so_far = sum(exchange.held for exchange in self._exchanges)
+            matches = request.method == "POST" and path.endswith(self.hold_path)
+            refused = matches and self.refuse_next > 0
+            self.refuse_next -= refused
             exchange = Exchange(
                 connection=connection,
                 method=request.method,
                 target=request.target,
                 body=request.body,
                 received_at=time.time(),
-                held=(
-                    request.method == "POST"
-                    and path.endswith(self.hold_path)
-                    and held_so_far < self.hold_count
-                ),
+                held=matches and not refused and held_so_far < self.hold_count,
+                refused=refused,
             )
             self._exchanges.append(exchange)
         return exchange
@@ -256,6 +260,9 @@ class HoldingProxy:
         reader: asyncio.StreamReader,
     ) -> bytes:
         """The upstream's answer to `request` as bytes for the client, after any hold."""
+        if exchange.refused:
+            self._answered(exchange, reader, status=502)
+            return _plain(502, "Bad Gateway", "upstream refused by the proxy\n")
         if exchange.held:
             await asyncio.sleep(self.hold_seconds)
         headers = [(k, v) for k, v in request.headers if k.lower() not in NOT_PASSED_ON]

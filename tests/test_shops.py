@@ -14,6 +14,7 @@ from bridge.shops import (
     normalise_shop,
     order_reference,
     order_scope,
+    scoped_alternate_ids,
     settle_shop,
     verify_sender,
 )
@@ -367,3 +368,12 @@ def test_check_config_warns_of_a_shared_secret(
     out = capsys.readouterr()
     assert "configuration OK" in out.out
     assert out.err.startswith("warning: sources.woocommerce: shops https://a.example, ")
+
+
+def test_alternate_ids_name_the_shop_only_where_order_ids_are_per_shop() -> None:
+    ids = ["woocommerce:1001", "crm:77"]
+    scoped = scoped_alternate_ids(ids, "shop.example.com", "1001")
+    assert scoped == ["woocommerce:shop.example.com/1001", "crm:77"]
+    assert scoped_alternate_ids(ids, "", "1001") == ids
+    # An id that merely ends in the same digits is not the order's.
+    assert scoped_alternate_ids(["woocommerce:11001"], "s.example", "1001") == ["woocommerce:11001"]
