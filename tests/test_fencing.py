@@ -114,6 +114,9 @@ def test_a_forward_wall_clock_step_does_not_double_an_invoice(
         bridge.stop()
     assert event["status"] == "created", event
     assert len(invoices_for(sandbox, "#3001")) == 1
+    # The lease outlived the step: the event was never taken over (on the wall clock it was,
+    # and only the claim's generation kept the first task from sending).
+    assert "left to its new holder" not in bridge.output()
 
 
 @pytest.mark.slow
