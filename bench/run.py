@@ -1,0 +1,452 @@
+"""The one benchmark command: every figure beside its floor from the same run, and the ratio.
+
+    .venv/bin/python -m bench.run [--seconds 8] [--connections 32] [--no-postgres]
+
+wrk (Debian's, installed with apt-get when missing) posts pre-signed, distinct Shopify orders,
+so the load generator costs the machine little. Each figure gets fresh processes and a fresh
+store; the floors are served by `bench.floors` under the bridge's own uvicorn settings. The
+table is printed and written to BENCHMARKS.md (the section between the run markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.posting import Delivery, new_orders
+from bench.services import (
+    BRIDGE_ENV,
+    SHOPIFY_SECRET,
+    BridgeTuning,
+    Service,
+    start_sandbox,
+    write_config,
+)
+from tests.harness import free_port
+
+ROOT = Path(__file__).parent.parent
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+BEGIN, END = "<!-- bench/run.py: begin -->", "<!-- bench/run.py: end -->"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+# wrk's Lua: each thread walks its own stride of the prepared requests, counts answers by
+# status, and the whole run is printed as one JSON line.
+WRK_SCRIPT = """
+local requests = dofile("%(requests)s")
+local threads = {}
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("first", counter)
+  table.insert(threads, thread)
+end
+function init(args)
+  index = first
+  stride = %(threads)d
+  statuses = {}
+end
+function request()
+  local r = requests[((index - 1) %% #requests) + 1]
+  index = index + stride
+  return wrk.format("POST", r[1], r[2], r[3])
+end
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local merged = {}
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("statuses")) do
+      merged[tostring(status)] = (merged[tostring(status)] or 0) + n
+    end
+  end
+  local parts = {}
+  for status, n in pairs(merged) do table.insert(parts, string.format('"%%s": %%d', status, n)) end
+  io.write(string.format(
+    'WRK {"requests": %%d, "seconds": %%f, "p50_ms": %%f, "p99_ms": %%f, '
+      .. '"errors": %%d, "statuses": {%%s}}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3,
+    latency:percentile(99) / 1e3,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    table.concat(parts, ", ")))
+end
+"""
+
+
+@dataclass
+class Load:
+    """What wrk measured: answers per second and latency."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    statuses: dict[str, int]
+    cpu: float = 0.0  # CPU seconds of the measured process during the run
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def ok(self, status: str) -> int:
+        return self.statuses.get(status, 0)
+
+
+@dataclass
+class Figure:
+    name: str
+    measured: Load
+    floor_name: str
+    floor: Load
+    target: str
+    rate_of: Callable[[Load], float] = lambda load: load.rate
+
+    @property
+    def ratio(self) -> float:
+        return self.rate_of(self.measured) / self.floor.rate
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
+    return shutil.which("wrk") or "wrk"
+
+
+def lua_string(text: str) -> str:
+    level = "=" * 4
+    assert f"]{level}]" not in text
+    return f"[{level}[{text}]{level}]"
+
+
+def write_requests(path: Path, deliveries: list[Delivery], target: str) -> Path:
+    """The prepared requests as a Lua file wrk loads: {path, headers, body} each."""
+    with path.open("w") as out:
+        out.write("return {\n")
+        for delivery in deliveries:
+            headers = ", ".join(
+                f"[ {lua_string(k)} ] = {lua_string(v)}" for k, v in delivery.headers.items()
+            )
+            body = lua_string(delivery.content.decode())
+            out.write(f"{{{lua_string(target)}, {{{headers}}}, {body}}},\n")
+        out.write("}\n")
+    return path
+
+
+def run_wrk(
+    wrk: str, url: str, requests: Path, seconds: float, connections: int, watched: Service
+) -> Load:
+    script = requests.with_suffix(".wrk.lua")
+    script.write_text(WRK_SCRIPT % {"requests": requests, "threads": 2})
+    before = watched.cpu_seconds()
+    finished = subprocess.run(
+        [
+            wrk,
+            "-t2",
+            f"-c{connections}",
+            f"-d{round(seconds)}s",
+            "--timeout=30s",
+            f"-s{script}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if finished.returncode != 0:
+        raise SystemExit(f"wrk failed: {finished.stderr or finished.stdout}")
+    cpu = watched.cpu_seconds() - before
+    lines = [row for row in finished.stdout.splitlines() if row.startswith("WRK ")]
+    if not lines:
+        raise SystemExit(f"wrk printed no summary:\n{finished.stdout}{finished.stderr}")
+    line = lines[0]
+    return Load(**json.loads(line[4:]), cpu=cpu)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    import psycopg
+
+    name = f"bench_{os.getpid()}_{random.randrange(1 << 30)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def serving(argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Iterator[Service]:
+    port = free_port()
+    service = Service([*argv, "--port", str(port)], port, workdir / "service.log", env or {})
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@contextmanager
+def bridge_service(
+    workdir: Path, sandbox: Service, tuning: BridgeTuning, store: str
+) -> Iterator[Service]:
+    config = write_config(workdir, sandbox, tuning)
+    if store != "sqlite":
+        text = config.read_text().replace(f'"sqlite:///{workdir / "bridge.db"}"', f'"{store}"')
+        config.write_text(text)
+        subprocess.run(
+            [sys.executable, "-m", "bridge.cli", "migrate", "--config", str(config)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **BRIDGE_ENV},
+        )
+    argv = ["-m", "bridge.cli", "serve", "--config", str(config)]
+    with serving(argv, workdir, BRIDGE_ENV) as service:
+        yield service
+
+
+@dataclass
+class Bench:
+    wrk: str
+    seconds: float
+    connections: int
+    work: Path
+    webhooks: Path  # prepared signed deliveries
+    invoices: Path  # prepared POST /invoices bodies, for the direct floor
+
+    def scratch(self, name: str) -> Path:
+        path = self.work / name
+        path.mkdir()
+        return path
+
+    def floor(self, name: str, kind: str, latency_ms: float = 0) -> tuple[Load, Load | None]:
+        """The floor's load, and the sandbox's CPU for the two-hop one."""
+        workdir = self.scratch(name)
+        if kind == "bare":
+            with serving(["-m", "bench.floors", "bare"], workdir) as app:
+                return self._load(app, "/webhooks/shopify", self.webhooks), None
+        sandbox = start_sandbox(workdir, latency_ms=latency_ms)
+        try:
+            if kind == "direct":
+                return self._load(sandbox, "/external/api/v1/invoices", self.invoices), None
+            luminous = f"{sandbox.url}/external/api/v1"
+            argv = ["-m", "bench.floors", "two-hop", "--luminous", luminous]
+            with serving(argv, workdir) as app:
+                before = sandbox.cpu_seconds()
+                load = self._load(app, "/webhooks/shopify", self.webhooks)
+                return load, _cpu(sandbox, before)
+        finally:
+            sandbox.stop()
+
+    def bridge(
+        self, name: str, tuning: BridgeTuning, store: str = "sqlite", latency_ms: float = 0
+    ) -> tuple[Load, Load]:
+        """The bridge's load and the sandbox's CPU over the same run."""
+        workdir = self.scratch(name)
+        sandbox = start_sandbox(workdir, latency_ms=latency_ms)
+        try:
+            database = postgres_database() if store == "postgres" else _nothing("sqlite")
+            with database as url, bridge_service(workdir, sandbox, tuning, url) as service:
+                before = sandbox.cpu_seconds()
+                load = self._load(service, "/webhooks/shopify", self.webhooks)
+                return load, _cpu(sandbox, before)
+        finally:
+            sandbox.stop()
+
+    def _load(self, service: Service, path: str, requests: Path) -> Load:
+        return run_wrk(
+            self.wrk, service.url + path, requests, self.seconds, self.connections, service
+        )
+
+
+@contextmanager
+def _nothing(value: str) -> Iterator[str]:
+    yield value
+
+
+def _cpu(service: Service, before: float) -> Load:
+    return Load(0, 1, 0, 0, 0, {}, cpu=service.cpu_seconds() - before)
+
+
+def machine() -> str:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    load = os.getloadavg()[0]
+    return (
+        f"{platform.node()}: {os.cpu_count()} cores ({model}), "
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"load average {load:.1f} at start"
+    )
+
+
+def table(figures: list[Figure], notes: list[str], started: dt.datetime, host: str) -> str:
+    lines = [
+        f"Run of {started:%Y-%m-%d %H:%M} UTC on {host}.",
+        "",
+        "| figure | measured | floor | floor, same run | ratio | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for figure in figures:
+        m, f = figure.measured, figure.floor
+        lines.append(
+            f"| {figure.name} | {figure.rate_of(m):,.0f}/s, p99 {m.p99_ms:,.0f} ms "
+            f"| {figure.floor_name} | {f.rate:,.0f}/s, p99 {f.p99_ms:,.0f} ms "
+            f"| {figure.ratio:.3f} | {figure.target} |"
+        )
+    return "\n".join([*lines, "", *notes]) + "\n"
+
+
+def created(load: Load) -> float:
+    """Invoices answered with their id (201) per second."""
+    return load.ok("201") / load.seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--seconds", type=int, default=8, help="length of each load")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--orders", type=int, default=20_000, help="distinct signed orders")
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args(argv)
+    started = dt.datetime.now(dt.UTC)
+    host = machine()
+    print(f"bench: {host}", flush=True)
+    wrk = ensure_wrk()
+    with tempfile.TemporaryDirectory(prefix="bridge-bench-") as scratch:
+        work = Path(scratch)
+        deliveries = new_orders(args.orders, SHOPIFY_SECRET, random.Random(7))
+        invoices = [
+            Delivery(0, json.dumps(_invoice(n)).encode(), _invoice_headers()) for n in range(2_000)
+        ]
+        bench = Bench(
+            wrk,
+            args.seconds,
+            args.connections,
+            work,
+            write_requests(work / "webhooks.lua", deliveries, "/webhooks/shopify"),
+            write_requests(work / "invoices.lua", invoices, "/external/api/v1/invoices"),
+        )
+        figures, notes = run_all(bench, postgres=not args.no_postgres)
+    report = table(figures, notes, started, host)
+    print(report)
+    _write(report)
+    return 0
+
+
+def _invoice(n: int) -> dict[str, object]:
+    return {
+        "company_id": 1,
+        "order_date": "2026-01-15",
+        "payment_terms": "Due on receipt",
+        "customer_po_number": f"DIRECT-{n}",
+        "items": [{"product_id": 100, "quantity": 1, "unit_price": 19.99}],
+    }
+
+
+def _invoice_headers() -> dict[str, str]:
+    return {"Content-Type": "application/json", "Authorization": "Bearer bench-token"}
+
+
+def run_all(bench: Bench, *, postgres: bool) -> tuple[list[Figure], list[str]]:
+    step = _progress()
+    bare, _ = step("bare Starlette", lambda: bench.floor("bare", "bare"))
+    two_hop, two_hop_sandbox = step("two-hop floor", lambda: bench.floor("two-hop", "two-hop"))
+    direct, _ = step("direct, 50 ms", lambda: bench.floor("direct", "direct", latency_ms=50))
+    ingest = BridgeTuning(respond_within=0)
+    full = BridgeTuning(respond_within=10, luminous_concurrency=32)
+    figures: list[Figure] = []
+    notes: list[str] = []
+    stores = ["sqlite", "postgres"] if postgres else ["sqlite"]
+    for store in stores:
+        load, _ = step(
+            f"ingest, {store}",
+            lambda store=store: bench.bridge(f"ingest-{store}", ingest, store, latency_ms=200),
+        )
+        target = "≥ 0.4, p99 ≤ 3× floor" if store == "sqlite" else "beside SQLite"
+        figures.append(Figure(f"durable ingest, {store}", load, "bare Starlette", bare, target))
+    normal, _ = step(
+        "ingest, sqlite normal",
+        lambda: bench.bridge(
+            "ingest-normal", BridgeTuning(respond_within=0, durability="normal"), latency_ms=200
+        ),
+    )
+    figures.append(Figure("durable ingest, sqlite normal", normal, "bare Starlette", bare, "≥ 0.5"))
+    for store in stores:
+        load, sandbox_cpu = step(
+            f"full path, {store}", lambda store=store: bench.bridge(f"full-{store}", full, store)
+        )
+        figures.append(
+            Figure(f"full path, {store}", load, "two-hop floor", two_hop, "≥ 0.8", created)
+        )
+        figures.append(
+            Figure(f"full path, {store}", load, "bare Starlette", bare, "≥ 0.055", created)
+        )
+        invoices = max(load.ok("201"), 1)
+        assert sandbox_cpu is not None
+        floor_sandbox = two_hop_sandbox.cpu if two_hop_sandbox else 0.0
+        notes.append(
+            f"- full path, {store}: bridge CPU {1e3 * load.cpu / invoices:.2f} ms per invoice, "
+            f"sandbox {1e3 * sandbox_cpu.cpu / invoices:.2f} ms; two-hop floor "
+            f"{1e3 * two_hop.cpu / max(two_hop.requests, 1):.2f} ms per request, its sandbox "
+            f"{1e3 * floor_sandbox / max(two_hop.requests, 1):.2f} ms "
+            f"(target: bridge ≤ 2× floor); answers {load.statuses}"
+        )
+    slow, _ = step("full path, 50 ms", lambda: bench.bridge("full-50", full, latency_ms=50))
+    figures.append(
+        Figure("full path, 50 ms Luminous", slow, "direct POST /invoices", direct, "≥ 0.9", created)
+    )
+    notes.append(f"- full path at 50 ms: answers {slow.statuses}")
+    return figures, notes
+
+
+def _progress() -> Callable[..., tuple[Load, Load | None]]:
+    def step(label: str, work: Callable[[], tuple[Load, Load | None]]) -> tuple[Load, Load | None]:
+        began = time.perf_counter()
+        load, extra = work()
+        print(
+            f"bench: {label}: {load.rate:,.0f}/s, p99 {load.p99_ms:,.0f} ms, "
+            f"answers {load.statuses} ({time.perf_counter() - began:.0f} s)",
+            flush=True,
+        )
+        return load, extra
+
+    return step
+
+
+def _write(report: str) -> None:
+    section = f"{BEGIN}\n{report}{END}\n"
+    if BENCHMARKS.exists():
+        text = BENCHMARKS.read_text()
+        if BEGIN in text and END in text:
+            head, _, rest = text.partition(BEGIN)
+            _, _, tail = rest.partition(END)
+            BENCHMARKS.write_text(head + section + tail.lstrip("\n"))
+            return
+        BENCHMARKS.write_text(text.rstrip("\n") + "\n\n## Latest run\n\n" + section)
+        return
+    BENCHMARKS.write_text("# Benchmarks\n\n## Latest run\n\n" + section)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
