@@ -1,9 +1,12 @@
 """The embedded store: one SQLite file in WAL mode, no server, right for one instance.
 
 Every rule runs on one dedicated thread that owns the connection, in one hop, so the event
-loop never blocks on disk and writes are serialised the way SQLite wants them. With
-`durability = "full"` each commit is fsynced before the delivery is answered. Leases are
-measured on this host's monotonic clock and boot id (bridge/store/clock.py).
+loop never blocks on disk and writes are serialised the way SQLite wants them. Writes that
+arrive while the thread is busy commit together (group commit): each in its own savepoint, so
+one rule's failure undoes only its own writes, and all under one COMMIT, so one fsync serves
+many. No write is answered before its commit. With `durability = "full"` each commit is
+fsynced. Leases are measured on this host's monotonic clock and boot id
+(bridge/store/clock.py).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import asyncio
 import functools
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from bridge.errors import StoreError
 from bridge.store.clock import HostClock
@@ -53,6 +58,24 @@ def _statements(script: str) -> Iterator[str]:
             statement = ""
 
 
+@dataclass
+class _Write(Generic[T]):
+    """A write rule waiting for its group's commit, and the caller's future."""
+
+    rule: Rule[T]
+    future: asyncio.Future[T]
+    result: T | None = None
+    error: BaseException | None = None
+
+    def settle(self) -> None:
+        if self.future.done():  # the caller was cancelled; the write stands or fell anyway
+            return
+        if self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            self.future.set_result(self.result)  # type: ignore[arg-type]
+
+
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
 
@@ -70,6 +93,8 @@ class SQLiteConnector(Connector):
         self._durability = durability
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-sqlite")
         self._db: sqlite3.Connection | None = None
+        self._waiting: list[_Write[Any]] = []  # guarded by _queue_lock
+        self._queue_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is not None:
@@ -131,17 +156,62 @@ class SQLiteConnector(Connector):
         raise TypeError(f"unknown store request {request!r}")
 
     async def write(self, rule: Rule[T]) -> T:
-        def transaction(db: sqlite3.Connection) -> T:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = self._drive(db, rule)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        write = _Write(rule, future)
+        with self._queue_lock:
+            self._waiting.append(write)
+        # One commit job per write; a job finds its write already taken by an earlier group
+        # when the thread was busy, and returns at once.
+        await loop.run_in_executor(self._executor, self._commit_group, loop)
+        return await future
 
-        return await self._run(transaction)
+    def _commit_group(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._queue_lock:
+            group, self._waiting = self._waiting, []
+        if not group:
+            return
+        try:
+            db = self._connect()
+            db.execute("BEGIN IMMEDIATE")
+        except (sqlite3.Error, StoreError) as exc:
+            failure = exc if isinstance(exc, StoreError) else self._failed(exc)
+            self._settle(loop, group, failure)
+            return
+        for write in group:
+            try:
+                db.execute("SAVEPOINT rule")
+                write.result = self._drive(db, write.rule)
+                db.execute("RELEASE rule")
+            except BaseException as exc:
+                write.error = self._failed(exc) if isinstance(exc, sqlite3.Error) else exc
+                try:
+                    db.execute("ROLLBACK TO rule")
+                    db.execute("RELEASE rule")
+                except sqlite3.Error:
+                    pass  # the transaction is gone; COMMIT below says so to everyone
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:  # a failed COMMIT leaves the transaction open
+                db.execute("ROLLBACK")
+            self._settle(loop, group, self._failed(exc))
+            return
+        self._settle(loop, group, None)
+
+    def _failed(self, exc: sqlite3.Error) -> StoreError:
+        error = StoreError(f"SQLite store {self.path}: {exc}")
+        error.__cause__ = exc
+        return error
+
+    @staticmethod
+    def _settle(
+        loop: asyncio.AbstractEventLoop, group: list[_Write[Any]], failure: StoreError | None
+    ) -> None:
+        for write in group:
+            if failure is not None:
+                write.error, write.result = failure, None
+            loop.call_soon_threadsafe(write.settle)
 
     async def read(self, rule: Rule[T]) -> T:
         return await self._run(lambda db: self._drive(db, rule))
