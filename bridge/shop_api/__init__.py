@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import httpx
 
@@ -12,7 +13,16 @@ from bridge.shop_api.base import ShopClient, ShopOrder, Window
 from bridge.shop_api.shopify import ClientCredentials, ShopifyClient
 from bridge.shop_api.woocommerce import WooCommerceClient
 
-__all__ = ["ShopClient", "ShopOrder", "Window", "open_shop_client", "shops_with_api"]
+__all__ = [
+    "PLATFORMS",
+    "Platform",
+    "ShopClient",
+    "ShopOrder",
+    "Window",
+    "open_shop_client",
+    "platform_of",
+    "shops_with_api",
+]
 
 
 def _shopify(key: str, shop: Shop, transport: httpx.AsyncBaseTransport | None) -> ShopClient:
@@ -48,11 +58,32 @@ def _woocommerce(key: str, shop: Shop, transport: httpx.AsyncBaseTransport | Non
     )
 
 
+@dataclass(frozen=True)
+class Platform:
+    """A shop platform: how to reach its API, and the topics its webhooks name an order by."""
+
+    open: Callable[[str, Shop, httpx.AsyncBaseTransport | None], ShopClient]
+    created_topic: str  # what a backfill records for an order the bridge never saw
+    updated_topic: str  # and for one it did: it follows the tag rules, never a second invoice
+
+
 # By the source's mapping: the platform whose webhooks it reads is the one whose API it asks.
-PLATFORMS: dict[str, Callable[[str, Shop, httpx.AsyncBaseTransport | None], ShopClient]] = {
-    "shopify": _shopify,
-    "woocommerce": _woocommerce,
+PLATFORMS: dict[str, Platform] = {
+    "shopify": Platform(_shopify, "orders/create", "orders/updated"),
+    "woocommerce": Platform(_woocommerce, "order.created", "order.updated"),
 }
+
+
+def platform_of(source: Source) -> Platform:
+    """The platform whose API a source's shops have; `ConfigError` for any other mapping."""
+    platform = PLATFORMS.get(source.mapping.name)
+    if platform is None:
+        raise ConfigError(
+            f"sources.{source.name}.mapping",
+            f"{source.mapping.name} has no shop API the bridge can read "
+            f"(only {', '.join(PLATFORMS)})",
+        )
+    return platform
 
 
 def shops_with_api(source: Source, only: str | None = None) -> list[Shop]:
@@ -60,12 +91,7 @@ def shops_with_api(source: Source, only: str | None = None) -> list[Shop]:
     from bridge.shops import normalise_shop
 
     key = f"sources.{source.name}"
-    if source.mapping.name not in PLATFORMS:
-        raise ConfigError(
-            f"{key}.mapping",
-            f"{source.mapping.name} has no shop API the bridge can read "
-            f"(only {', '.join(PLATFORMS)})",
-        )
+    platform_of(source)
     if only is not None:
         shop = source.shops.get(normalise_shop(only))
         if shop is None:
@@ -89,4 +115,4 @@ def open_shop_client(
 ) -> ShopClient:
     """A client for one shop's API, with the credentials its table named (read at start)."""
     key = f'sources.{source.name}.shops."{shop.label}"'
-    return PLATFORMS[source.mapping.name](key, shop, transport)
+    return platform_of(source).open(key, shop, transport)
