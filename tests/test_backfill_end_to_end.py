@@ -28,6 +28,8 @@ from tests.harness import (
     write_config,
 )
 
+pytestmark = pytest.mark.slow  # real processes, about 10 s each
+
 SECRET = "e2e-webhook-secret"
 SHOP_TOKEN = "shpat_e2e_0123456789abcdef"
 WOO_KEY, WOO_SECRET = "ck_e2e_key_123456", "cs_e2e_secret_654321"
