@@ -50,8 +50,15 @@ async def test_backfill_keys_topics_and_a_second_run_that_records_nothing(
     assert not dry.event_ids and len(await store.list_events(limit=100)) == 1
 
     first = await Backfill(store, source).run(shop, client, WINDOW)  # type: ignore[arg-type]
-    assert (first.new, first.updated, first.known, first.skipped) == (29, 1, 0, 2)  # 1 test + 1 updated
-    events = {e.order_id: e for e in await store.list_events(limit=100) if e.delivery_key != "webhook-1"}
+    assert (first.new, first.updated, first.known, first.skipped) == (
+        29,
+        1,
+        0,
+        2,
+    )  # 1 test + 1 updated
+    events = {
+        e.order_id: e for e in await store.list_events(limit=100) if e.delivery_key != "webhook-1"
+    }
     one = events[str(orders[0]["id"])]
     assert one.topic == "orders/updated"
     assert one.delivery_key == f"backfill:{SHOP}:{orders[0]['id']}:{orders[0]['updated_at']}"
@@ -66,7 +73,9 @@ async def test_backfill_keys_topics_and_a_second_run_that_records_nothing(
 
 
 async def test_order_events_records_and_totals(store: Store) -> None:  # noqa: F811
-    first, _ = await store.record(NewDelivery("woo", "d1", "a.example", "order.created", {}, b"{}", "7"))
+    first, _ = await store.record(
+        NewDelivery("woo", "d1", "a.example", "order.created", {}, b"{}", "7")
+    )
     await store.record(NewDelivery("woo", "d2", "b.example", "order.created", {}, b"{}", "7"))
     assert [e.id for e in await store.order_events("woo", "a.example", ["7", "8"])] == [first.id]
     assert len(await store.order_events("woo", "", ["7"])) == 2  # "" matches every shop

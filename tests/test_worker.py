@@ -96,9 +96,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     seed_file.write_text(json.dumps(seed()))
     sandbox_app = create_sandbox_app(SandboxSettings(seed=seed_file))
     transport = FaultyTransport(httpx.ASGITransport(app=sandbox_app))
-    client = LuminousClient(
-        "http://sandbox/external/api/v1", "t", timeout=2.0, transport=transport
-    )
+    client = LuminousClient("http://sandbox/external/api/v1", "t", timeout=2.0, transport=transport)
     store = SQLiteStore(":memory:")
     await store.migrate()
     policy = RetryPolicy(
