@@ -30,6 +30,7 @@ from bridge.worker import Worker
 log = logging.getLogger("bridge.app")
 
 PURGE_INTERVAL = 3600.0
+HEARTBEAT_INTERVAL = 5.0  # a worker silent for a few of these is taken as not running
 
 
 @dataclass
@@ -51,6 +52,17 @@ async def _purge_forever(store: Store, retention_days: int) -> None:
         except StoreError as exc:
             log.error("payload purge failed: %s", exc)
         await asyncio.sleep(PURGE_INTERVAL)
+
+
+async def _beat_forever(store: Store, worker: Worker) -> None:
+    """Tell other commands (backfill --wait) that a worker is taking up events."""
+    while True:
+        if worker.alive and not worker.draining:
+            try:
+                await store.heartbeat()
+            except StoreError as exc:
+                log.warning("heartbeat not written: %s", exc)
+        await asyncio.sleep(HEARTBEAT_INTERVAL)
 
 
 async def _partner_schema(request: Request) -> Response:
@@ -117,6 +129,7 @@ def create_app(
         runtime.tasks.append(
             asyncio.create_task(_purge_forever(store, config.store.retention_days))
         )
+        runtime.tasks.append(asyncio.create_task(_beat_forever(store, worker)))
         log.info("bridge ready: sources %s, Luminous at %s", ", ".join(settings.sources), base_url)
         try:
             yield

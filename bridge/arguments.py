@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import math
 from collections.abc import Callable
 from typing import NoReturn
@@ -85,3 +86,42 @@ def _number(value: str) -> float:
     if not math.isfinite(number):
         raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a number")
     return number
+
+
+def moment(value: str) -> dt.datetime:
+    """An ISO-8601 date or time (UTC unless it names an offset), or an age such as `3d`."""
+    from bridge.config import parse_duration
+
+    text = value.strip()
+    try:
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "expected an ISO date or time (2026-11-01, 2026-11-01T08:00:00Z) or an age like 3d"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def positive(value: str) -> float:
+    """A number above 0."""
+    number = _number(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError("expected a number above 0")
+    return number
+
+
+def duration(value: str) -> float:
+    """A duration such as `1h`, `30m`, `90s`, or a number of seconds, as seconds."""
+    from bridge.config import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError("a duration must be above 0")
+    return seconds

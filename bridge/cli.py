@@ -73,9 +73,10 @@ def _with_defaults(settings: Settings, **defaults: Any) -> Settings:
     return dataclasses.replace(settings, sources=sources)
 
 
-def _configure_logging() -> None:
+def _configure_logging(*, quiet: bool = False) -> None:
+    """INFO for the service; `quiet` (one-shot commands): warnings only, so their output reads."""
     logging.basicConfig(
-        level=logging.INFO,
+        level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
@@ -396,6 +397,136 @@ def cmd_events(args: argparse.Namespace) -> int:
     return asyncio.run(run_events(args, _settings(args)))
 
 
+# -- the shops' own APIs --------------------------------------------------------
+
+
+def cmd_shop_sandbox(args: argparse.Namespace) -> int:
+    from bridge.shop_sandbox import ShopSandboxSettings, create_shop_sandbox_app
+
+    try:
+        settings = ShopSandboxSettings(
+            orders=args.orders,
+            generate=args.generate or 0,
+            days=args.days,
+            token=args.token,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+            token_lifetime=args.token_lifetime,
+            scopes=tuple(s.strip() for s in args.scopes.split(",") if s.strip()),
+            bucket_size=args.bucket_size,
+            leak_rate=args.leak_rate,
+            key=args.key,
+            secret=args.secret,
+            site_url=args.site_url,
+            latency_ms=args.latency,
+            fail_rate=args.fail_rate,
+            throttle_rate=args.throttle_rate,
+            fault_seed=args.fault_seed,
+        )
+        site = f"http://{_connect_host(args.host)}:{args.port}"
+        app = create_shop_sandbox_app(args.platform, settings, site=site)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    _configure_logging()
+    _run_server(app, args.host, args.port, ServerConfig())
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from bridge.shops_cli import run_backfill
+
+    settings = _settings(args)
+    source = _source(settings, args.source)
+    _configure_logging(quiet=True)
+    return asyncio.run(run_backfill(args, settings, source))
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from bridge.shops_cli import run_reconcile
+
+    settings = _settings(args)
+    source = _source(settings, args.source)
+    _configure_logging(quiet=True)
+    return asyncio.run(run_reconcile(args, settings, source))
+
+
+def _shop_commands(command: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
+    shop = command("shop-sandbox", cmd_shop_sandbox, "run a stand-in of a shop's own order API")
+    shop.add_argument("platform", choices=["shopify", "woocommerce"])
+    shop.add_argument("--host", type=arguments.text, default="127.0.0.1")
+    shop.add_argument("--port", type=arguments.port, default=8091)
+    orders = shop.add_mutually_exclusive_group()
+    orders.add_argument("--orders", type=Path, metavar="DIR", help="serve the orders in DIR/*.json")
+    orders.add_argument(
+        "--generate", type=arguments.whole(0, 1_000_000), metavar="N", help="serve N orders"
+    )
+    shop.add_argument(
+        "--days",
+        type=arguments.positive,
+        default=3.0,
+        metavar="D",
+        help="generated orders are spread over the last D days",
+    )
+    shop.add_argument(
+        "--token",
+        type=arguments.header_value,
+        metavar="T",
+        help="Shopify: the only static access token accepted (default: any)",
+    )
+    shop.add_argument("--client-id", type=arguments.header_value, default="sandbox-client")
+    shop.add_argument("--client-secret", type=arguments.header_value, default="sandbox-secret")
+    shop.add_argument("--token-lifetime", type=arguments.positive, default=86400.0, metavar="S")
+    shop.add_argument(
+        "--scopes",
+        type=arguments.text,
+        default="read_orders",
+        help="Shopify: the token's scopes; add read_all_orders to see past 60 days",
+    )
+    shop.add_argument("--bucket-size", type=arguments.whole(1, 100_000), default=40)
+    shop.add_argument("--leak-rate", type=arguments.positive, default=2.0, metavar="R")
+    shop.add_argument("--key", type=arguments.header_value, default="ck_sandbox")
+    shop.add_argument("--secret", type=arguments.header_value, default="cs_sandbox")
+    shop.add_argument(
+        "--site-url",
+        type=arguments.http_url,
+        metavar="URL",
+        help="WooCommerce: the site its orders name (default: its own address)",
+    )
+    shop.add_argument("--latency", type=arguments.milliseconds, default=0, metavar="MS")
+    shop.add_argument("--fail-rate", type=arguments.rate, default=0, metavar="R")
+    shop.add_argument("--throttle-rate", type=arguments.rate, default=0, metavar="R")
+    shop.add_argument("--fault-seed", type=arguments.whole(0, 2**64), metavar="N")
+
+    for name, handler, help in (
+        ("backfill", cmd_backfill, "record a shop's orders from its API as events"),
+        ("reconcile", cmd_reconcile, "compare a shop's orders, the events and the invoices"),
+    ):
+        sub = command(name, handler, help)
+        sub.add_argument("source", type=arguments.text)
+        sub.add_argument(
+            "--since",
+            type=arguments.moment,
+            required=True,
+            metavar="T",
+            help="ISO date or time (UTC unless an offset is given), or an age: 3d",
+        )
+        sub.add_argument("--until", type=arguments.moment, metavar="T", help="default: now")
+        sub.add_argument("--shop", type=arguments.text, metavar="S", help="only this shop table")
+        if name == "backfill":
+            sub.add_argument("--dry-run", action="store_true", help="fetch and count only")
+            sub.add_argument("--wait", action="store_true", help="follow the invoicing to the end")
+        else:
+            sub.add_argument("--json", action="store_true", help="one JSON object per order")
+            sub.add_argument("--fix", action="store_true", help="backfill the missing orders")
+            sub.add_argument(
+                "--stuck-after",
+                type=arguments.duration,
+                default=3600.0,
+                metavar="D",
+                help="unfinished this long is stuck (default 1h)",
+            )
+
+
 # -- parser ----------------------------------------------------------------------
 
 
@@ -472,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--sandbox", action="store_true", help="check it for serve --sandbox")
 
     command("mappings", cmd_mappings, "list installed mappings and where each comes from")
+    _shop_commands(command)
     command("migrate", cmd_migrate, "create or upgrade the store's schema")
 
     events = command("events", cmd_events, "list, show, replay or purge recorded events")

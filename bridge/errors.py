@@ -14,6 +14,7 @@
     │       ├── NotFoundError       404
     │       ├── ConflictError       409
     │       └── ValidationError     422, with Luminous's per-field messages
+    ├── ShopAPIError                a shop's own order API failed (backfill, reconcile, sweep)
     ├── StoreError                  the event store failed or its schema is wrong
     └── LeaseLost                   another worker holds the event now: stop, write nothing
 
@@ -135,6 +136,17 @@ class ValidationError(PermanentError):
     ) -> None:
         super().__init__(message, status=status, body=body)
         self.errors = {key: list(value) for key, value in (errors or {}).items()}
+
+
+class ShopAPIError(BridgeError):
+    """A shop's order API refused us or could not be reached, after the client's own retries.
+
+    The message names the shop and the request, never a token or a secret.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class StoreError(BridgeError):

@@ -106,17 +106,22 @@ async def _purge(store: Store, args: argparse.Namespace, settings: Settings) -> 
     return 0
 
 
+async def require_schema(store: Store) -> None:
+    """Refuse a store without this release's schema: commands never create or upgrade one."""
+    version = await store.schema_version()
+    if version is None:
+        raise StoreError("the store has no schema yet: run `bridge migrate` or `bridge serve`")
+    if version < SCHEMA_VERSION:
+        raise StoreError(
+            f"the store's schema is version {version}, older than this release's "
+            f"({SCHEMA_VERSION}): run `bridge migrate`"
+        )
+
+
 async def run_events(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings.config.store)
     try:
-        version = await store.schema_version()
-        if version is None:
-            raise StoreError("the store has no schema yet: run `bridge migrate` or `bridge serve`")
-        if version < SCHEMA_VERSION:
-            raise StoreError(
-                f"the store's schema is version {version}, older than this release's "
-                f"({SCHEMA_VERSION}): run `bridge migrate`"
-            )
+        await require_schema(store)
         if args.action == "list":
             return await _list(store, args)
         if args.action == "show":

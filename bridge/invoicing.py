@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol
 
 from bridge.config import Settings, Source
@@ -92,6 +93,7 @@ class Created:
     key: OrderKey
     invoice_id: int
     how: str = "created"  # created | adopted | existing
+    total: Decimal | None = None  # the order's total as invoiced, kept for reconcile
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,7 @@ class Invoicer:
                 return await self._luminous_failed(exc)
             if found.first is not None:
                 await self._adopted(claim, key, found)
-                return Created(key, found.first.id, "adopted")
+                return Created(key, found.first.id, "adopted", draft.expected_total)
             age = order.sent_age
             if age is not None and age < self.unknown_outcome_wait:
                 remaining = self.unknown_outcome_wait - age
@@ -339,7 +341,7 @@ class Invoicer:
         if not await self.store.still_holds(event.id, claim.generation):
             await self._sent_late(claim, key, invoice.id)
             return Lost(f"invoice {invoice.id} was created after the claim was lost")
-        return Created(key, invoice.id)
+        return Created(key, invoice.id, total=draft.expected_total)
 
     async def _luminous_failed(self, exc: LuminousError) -> Outcome:
         """Luminous said no, or nothing: pause, retry or end the event, as the error says."""

@@ -35,6 +35,7 @@ USER_AGENT = f"luminous-invoice-bridge/{getattr(bridge, '__version__', _FALLBACK
 
 PAGE_SIZE = 100  # Luminous's maximum per_page
 _MAX_PAGES = 100  # far beyond any real match; stops a server that never ends
+_MAX_LIST_PAGES = 5_000  # a reconcile's date range: 500,000 invoices
 
 # Sending these twice may do twice what they do, so a lost answer leaves the outcome unknown.
 _NOT_IDEMPOTENT = frozenset({"POST", "PATCH"})
@@ -137,6 +138,12 @@ class LuminousClient:
         filters = ((f"custom_fields.{label}[eq]", value),)
         return await self._find(Invoice, "/invoices", subject, filters)
 
+    async def find_invoices_by_order_date(self, first: str, last: str) -> list[Invoice]:
+        """Every invoice dated from `first` to `last` (YYYY-MM-DD, inclusive), all pages."""
+        subject = f"the list of invoices dated {first} to {last}"
+        filters = (("order_date[gte]", first), ("order_date[lte]", last))
+        return await self._find(Invoice, "/invoices", subject, filters, max_pages=_MAX_LIST_PAGES)
+
     async def add_invoice_tags(self, invoice_id: int, tags: list[str]) -> list[str]:
         """Attach tags to an invoice, keeping its others; returns all its tag names."""
         subject = f"the tags {tags!r} for invoice {invoice_id}"
@@ -219,12 +226,20 @@ class LuminousClient:
     # ---- plumbing ------------------------------------------------------------------------
 
     async def _find(
-        self, model: type[Model], path: str, subject: str, filters: Params
+        self,
+        model: type[Model],
+        path: str,
+        subject: str,
+        filters: Params,
+        *,
+        max_pages: int = _MAX_PAGES,
     ) -> list[Model]:
-        rows = await self._list_all(path, subject, filters)
+        rows = await self._list_all(path, subject, filters, max_pages)
         return [self._parse(model, row, page, subject, repeatable=True) for page, row in rows]
 
-    async def _list_all(self, path: str, subject: str, filters: Params) -> list[tuple[Answer, Any]]:
+    async def _list_all(
+        self, path: str, subject: str, filters: Params, max_pages: int = _MAX_PAGES
+    ) -> list[tuple[Answer, Any]]:
         """Every row of a paged list, each with the page that held it (for error reports)."""
         rows: list[tuple[Answer, Any]] = []
         page = 1
@@ -241,8 +256,8 @@ class LuminousClient:
             more = page < last_page if last_page is not None else len(data) >= PAGE_SIZE
             if not more or not data:
                 return rows
-            if page >= _MAX_PAGES:
-                why = f"it runs past {_MAX_PAGES} pages"
+            if page >= max_pages:
+                why = f"it runs past {max_pages} pages"
                 raise self._errors.unusable(subject, answer, why, repeatable=True)
             page += 1
 

@@ -325,7 +325,7 @@ class Worker:
     async def _complete(self, claim: Claim, outcome: Created, seconds: float) -> None:
         event = claim.event
         done, original = await self.store.complete(
-            event.id, claim.generation, outcome.key, outcome.invoice_id
+            event.id, claim.generation, outcome.key, outcome.invoice_id, outcome.total
         )
         if not done:
             return

@@ -149,7 +149,7 @@ async def test_sqlite_step_by_step_equals_the_fresh_schema(tmp_path: Path) -> No
     await migrate_both(SQLiteStore(tmp_path / "fresh.db"), SQLiteStore(tmp_path / "stepped.db"))
     assert sqlite_catalog(tmp_path / "fresh.db") == sqlite_catalog(tmp_path / "stepped.db")
     tables = set(sqlite_catalog(tmp_path / "fresh.db"))
-    assert tables == {"events", "attempts", "orders", "meta", "sqlite_sequence"}
+    assert tables == {"events", "attempts", "orders", "meta", "sweep_cursors", "sqlite_sequence"}
 
 
 async def test_postgres_step_by_step_equals_the_fresh_schema() -> None:
@@ -158,7 +158,7 @@ async def test_postgres_step_by_step_equals_the_fresh_schema() -> None:
         fresh_catalog = postgres_catalog(fresh_url)
         assert fresh_catalog == postgres_catalog(stepped_url)
     tables = {table for table, *_ in fresh_catalog["columns"]}
-    assert tables == {"events", "attempts", "orders", "meta"}
+    assert tables == {"events", "attempts", "orders", "meta", "sweep_cursors"}
 
 
 INVOICE = 2**53 + 1  # exact, never through a float

@@ -11,9 +11,10 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-SCHEMA_VERSION = 2  # the highest migration in bridge/store/migrations/<dialect>/
+SCHEMA_VERSION = 3  # the highest migration in bridge/store/migrations/<dialect>/
 
 RECEIVED = "received"
 PROCESSING = "processing"
@@ -135,6 +136,16 @@ class OrderKey:
     source: str
     shop: str
     order_id: str
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    """An order's exactly-once record: its invoice, the event that made it, its total then."""
+
+    order_id: str
+    invoice_id: int | None
+    event_id: int
+    total: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -281,9 +292,14 @@ class Store(ABC):
 
     @abstractmethod
     async def complete(
-        self, event_id: int, generation: int, key: OrderKey, invoice_id: int
+        self,
+        event_id: int,
+        generation: int,
+        key: OrderKey,
+        invoice_id: int,
+        total: Decimal | None = None,
     ) -> tuple[bool, int]:
-        """Atomically record the order's invoice and end the event `created`.
+        """Atomically record the order's invoice (and its total) and end the event `created`.
 
         Returns (done, original event id): when the order already had an invoice the event
         is ended `created` as its duplicate, with that invoice id. The invoice is recorded
@@ -323,6 +339,25 @@ class Store(ABC):
         Returns (moved, left): records kept under `old_shop` collided with one already under
         `new_shop`, i.e. the order was recorded, and likely invoiced, under both keys.
         """
+
+    @abstractmethod
+    async def order_events(self, source: str, shop: str, order_ids: Collection[str]) -> list[Event]:
+        """Every event about these orders, oldest first, without payloads; `shop` "" matches
+        every shop (order ids unique across shops)."""
+
+    @abstractmethod
+    async def order_records(
+        self, source: str, shop: str, order_ids: Collection[str]
+    ) -> dict[str, OrderRecord]:
+        """The exactly-once records of these orders, by order id."""
+
+    @abstractmethod
+    async def heartbeat(self) -> None:
+        """Note that a worker is running now (for commands that need one)."""
+
+    @abstractmethod
+    async def heartbeat_age(self) -> float | None:
+        """Seconds since a worker last noted it was running; None if none ever did."""
 
     @abstractmethod
     async def replay(self, event_id: int) -> Event:

@@ -144,12 +144,12 @@ WHERE {order_key} AND event_id = %(event_id)s AND invoice_id IS NULL
 
 -- name: record_invoice
 -- An invoice already recorded is never overwritten, whatever another replica commits at
--- the same moment.
-INSERT INTO orders (source, shop, order_id, invoice_id, event_id, created_at)
-VALUES (%(source)s, %(shop)s, %(order_id)s, %(invoice_id)s, %(event_id)s, %(now)s)
+-- the same moment. `total` is the order's total as invoiced, for reconcile.
+INSERT INTO orders (source, shop, order_id, invoice_id, event_id, created_at, total)
+VALUES (%(source)s, %(shop)s, %(order_id)s, %(invoice_id)s, %(event_id)s, %(now)s, %(total)s)
 ON CONFLICT (source, shop, order_id) DO UPDATE
 SET invoice_id = excluded.invoice_id, event_id = excluded.event_id, lease_until = NULL,
-    lease_boot = NULL, sent = false, sent_at = NULL, sent_boot = NULL
+    lease_boot = NULL, sent = false, sent_at = NULL, sent_boot = NULL, total = excluded.total
 WHERE orders.invoice_id IS NULL
 RETURNING invoice_id, event_id
 
@@ -191,3 +191,27 @@ WHERE source = %(source)s AND shop = %(old_shop)s
 
 -- name: orders_of_shop
 SELECT COUNT(*) AS n FROM orders WHERE source = %(source)s AND shop = %(old_shop)s
+
+-- name: order_events
+-- Every event about these orders, without payloads: what backfill and reconcile know of them.
+-- An empty %(shop)s matches every shop (a source whose order ids are unique across shops).
+SELECT id, source, delivery_key, shop, topic, status, received_at, updated_at, started_at,
+       order_id, order_name, reason, details, invoice_id, duplicate_of, attempts,
+       next_attempt_at, generation, lease_owner, lease_until, possible_duplicate,
+       extra_invoice_ids, headers, NULL AS body
+FROM events
+WHERE source = %(source)s AND order_id IN %(order_ids)s
+  AND (CAST(%(shop)s AS TEXT) = '' OR shop = %(shop)s)
+ORDER BY id
+
+-- name: order_records
+SELECT order_id, invoice_id, event_id, total FROM orders
+WHERE source = %(source)s AND shop = %(shop)s AND order_id IN %(order_ids)s
+
+-- name: heartbeat
+-- A running worker's sign of life, for commands that need one (backfill --wait).
+INSERT INTO meta (key, value) VALUES (%(key)s, %(beat)s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+
+-- name: meta_value
+SELECT value FROM meta WHERE key = %(key)s

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import json
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from decimal import Decimal
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bridge.errors import StoreError
@@ -24,6 +25,7 @@ from bridge.store.base import (
     NewDelivery,
     OrderClaim,
     OrderKey,
+    OrderRecord,
     Store,
 )
 from bridge.store.clock import Now
@@ -35,6 +37,13 @@ P = ParamSpec("P")
 S = TypeVar("S", bound="SQLStore")
 
 _EVENT_FIELDS = tuple(field.name for field in dataclasses.fields(Event))
+_HEARTBEAT = "worker_heartbeat"  # the meta key a running worker refreshes
+_CHUNK = 500  # ids per IN list: far below either dialect's limit on parameters
+
+
+def _chunks(values: Collection[str]) -> list[tuple[str, ...]]:
+    ordered = tuple(dict.fromkeys(values))
+    return [ordered[n : n + _CHUNK] for n in range(0, len(ordered), _CHUNK)]
 
 
 def _running(
@@ -364,12 +373,22 @@ class SQLStore(Store):
 
     @writes
     def complete(
-        self, event_id: int, generation: int, key: OrderKey, invoice_id: int
+        self,
+        event_id: int,
+        generation: int,
+        key: OrderKey,
+        invoice_id: int,
+        total: Decimal | None = None,
     ) -> Rule[tuple[bool, int]]:
         now = yield from clock()
         yield from one("lock_event", event_id=event_id)
         row = yield from one(
-            "record_invoice", **_order(key), invoice_id=invoice_id, event_id=event_id, now=now.wall
+            "record_invoice",
+            **_order(key),
+            invoice_id=invoice_id,
+            event_id=event_id,
+            now=now.wall,
+            total=None if total is None else str(total),
         )
         if row is None:
             row = yield from one("order", **_order(key))
@@ -428,6 +447,43 @@ class SQLStore(Store):
         )
         left = yield from one("orders_of_shop", source=source, old_shop=old_shop)
         return moved, int(left["n"]) if left else 0
+
+    @reads
+    def order_events(self, source: str, shop: str, order_ids: Collection[str]) -> Rule[list[Event]]:
+        found: list[Event] = []
+        for chunk in _chunks(order_ids):
+            batch = yield from rows(
+                QUERIES["order_events"], source=source, shop=shop, order_ids=chunk
+            )
+            found.extend(_event(row) for row in batch)
+        return sorted(found, key=lambda event: event.id)
+
+    @reads
+    def order_records(
+        self, source: str, shop: str, order_ids: Collection[str]
+    ) -> Rule[dict[str, OrderRecord]]:
+        found: dict[str, OrderRecord] = {}
+        for chunk in _chunks(order_ids):
+            batch = yield from rows(
+                QUERIES["order_records"], source=source, shop=shop, order_ids=chunk
+            )
+            for row in batch:
+                total = Decimal(row["total"]) if row["total"] is not None else None
+                found[row["order_id"]] = OrderRecord(
+                    row["order_id"], row["invoice_id"], row["event_id"], total
+                )
+        return found
+
+    @writes
+    def heartbeat(self) -> Rule[None]:
+        now = yield from clock()
+        yield from changed("heartbeat", key=_HEARTBEAT, beat=repr(now.wall))
+
+    @reads
+    def heartbeat_age(self) -> Rule[float | None]:
+        now = yield from clock()
+        row = yield from one("meta_value", key=_HEARTBEAT)
+        return max(0.0, now.wall - float(row["value"])) if row else None
 
     # -- operations -------------------------------------------------------------
 

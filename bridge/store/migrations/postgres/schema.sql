@@ -64,5 +64,17 @@ CREATE TABLE IF NOT EXISTS orders (
     lease_boot  text,
     sent_at     double precision,               -- when the unknown send was marked
     sent_boot   text,
+    total       text,                           -- the order's total when it was invoiced
     PRIMARY KEY (source, shop, order_id)
+);
+
+CREATE TABLE IF NOT EXISTS sweep_cursors (
+    source      text NOT NULL,
+    shop        text NOT NULL,
+    cursor      double precision,               -- orders updated before this were swept
+    swept_at    double precision,               -- when the last sweep ended
+    lease_owner text,
+    lease_until double precision,
+    lease_boot  text,
+    PRIMARY KEY (source, shop)
 );

@@ -63,5 +63,17 @@ CREATE TABLE IF NOT EXISTS orders (
     lease_boot  TEXT,                  -- the boot lease_until was measured in
     sent_at     REAL,                  -- lease clock: when the unknown send was marked
     sent_boot   TEXT,                  -- the boot sent_at was measured in
+    total       TEXT,                  -- the order's total when it was invoiced
     PRIMARY KEY (source, shop, order_id)
+);
+
+CREATE TABLE IF NOT EXISTS sweep_cursors (
+    source      TEXT NOT NULL,
+    shop        TEXT NOT NULL,
+    cursor      REAL,                  -- orders updated before this were swept
+    swept_at    REAL,                  -- when the last sweep ended
+    lease_owner TEXT,                  -- a label for people
+    lease_until REAL,                  -- lease clock
+    lease_boot  TEXT,                  -- the boot lease_until was measured in
+    PRIMARY KEY (source, shop)
 );
