@@ -41,6 +41,8 @@ from bridge.store.base import DEAD, SKIPPED, TAGGED, Event, Store
 log = logging.getLogger("bridge.worker")
 
 LEASE_MARGIN = 5.0  # seconds a lease outlasts the longest request it may cover
+# Kicks that may wait for each Luminous slot; more would hold a task per delivery in memory.
+HANDOFF_PER_SLOT = 8
 _LOOP_BACKOFF = (0.5, 30.0)  # first and longest pause after an unexpected loop error
 
 
@@ -87,6 +89,8 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._held: dict[int, Claim] = {}  # events this process holds, by id
+        self._kicked = 0  # kicks waiting for a slot
+        self.handoff_bound = HANDOFF_PER_SLOT * settings.config.luminous.max_concurrency
 
     @property
     def resolver(self) -> Resolver:
@@ -118,9 +122,17 @@ class Worker:
             await asyncio.gather(*pending, return_exceptions=True)
 
     def kick(self, event_id: int) -> None:
-        """Process this event now, if it is due and a slot is free soon."""
+        """Process this event now, if it is due and a slot is free soon.
+
+        At most `handoff_bound` kicks wait for a slot; past that the event waits in the
+        store, where the loop claims it in turn, so a burst costs no memory per delivery.
+        """
         if self.draining or self.paused or event_id in self._held:
             return
+        if self._kicked >= self.handoff_bound:
+            self._wake.set()
+            return
+        self._kicked += 1
         self._spawn(self._claim_and_process(event_id))
 
     async def wait(self, event_id: int, timeout: float) -> Event | None:
@@ -201,7 +213,11 @@ class Worker:
         self.paused = None
 
     async def _claim_and_process(self, event_id: int) -> None:
-        async with self._slots:
+        try:
+            await self._slots.acquire()
+        finally:
+            self._kicked -= 1  # acquired or cancelled, it no longer waits
+        try:
             if self.draining or event_id in self._held:
                 return
             try:
@@ -211,6 +227,8 @@ class Worker:
                 return
             if event is not None:
                 await self._process(self._hold(event))
+        finally:
+            self._slots.release()
 
     async def _process_in_slot(self, claim: Claim) -> None:
         try:

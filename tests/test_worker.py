@@ -366,3 +366,22 @@ async def test_two_shops_orders_of_one_name_day_and_total_keep_their_own_invoice
     assert beta_done.invoice_id != alpha_done.invoice_id
     assert len(rig.sandbox.invoices) == 2
     assert "adopted" not in [step.outcome for step in await rig.store.history(beta.id)]
+
+
+async def test_a_burst_waits_in_the_store_not_in_tasks(rig: Rig) -> None:
+    # Every slot is taken, so kicks pile up: past the bound they are left to the store.
+    slots = rig.settings.config.luminous.max_concurrency
+    for _ in range(slots):
+        await rig.worker._slots.acquire()
+    events = [await rig.deliver(body(shopify_order(9_000 + n)), f"burst-{n}") for n in range(60)]
+    for event in events:
+        rig.worker.kick(event.id)
+    await asyncio.sleep(0.05)
+    assert len(rig.worker._tasks) <= rig.worker.handoff_bound < 60
+    for _ in range(slots):
+        rig.worker._slots.release()
+    for event in events:
+        done = await wait_for_status(rig, event.id, CREATED, timeout=60)
+        assert done.status == CREATED, done
+    assert rig.worker._kicked == 0
+    assert len(rig.sandbox.invoices) == 60
