@@ -301,8 +301,6 @@ class SQLStore(Store):
         step: str | None = None,
     ) -> Rule[bool]:
         now = yield from clock()
-        if step is not None:
-            yield from _append(event_id, now, step, reason, delay)
         deferred = yield from changed(
             "defer",
             event_id=event_id,
@@ -312,6 +310,8 @@ class SQLStore(Store):
             next_attempt_at=now.wall + delay,
             now=now.wall,
         )
+        if deferred and step is not None:  # a lost claim writes no history either
+            yield from _append(event_id, now, step, reason, delay)
         return deferred == 1
 
     @writes
