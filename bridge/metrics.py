@@ -125,7 +125,8 @@ class Metrics:
         self.paused = Gauge(
             "bridge_paused", "1 while Luminous refuses the API token", registry=registry
         )
-        self._read_at = -STORE_TTL  # monotonic time of the last reading
+        self.store_ttl = STORE_TTL
+        self._read_at: float | None = None  # monotonic time of the last reading
         self._reading = asyncio.Lock()
 
     def luminous_answered(self, endpoint: str, status: str, seconds: float) -> None:
@@ -135,9 +136,10 @@ class Metrics:
         self.cache_lookups.labels(kind, "hit" if hit else "miss").inc()
 
     async def read_store(self, store: Store) -> None:
-        """Refresh the store's gauges if the last reading is older than `STORE_TTL`."""
+        """Refresh the store's gauges if the last reading is older than `store_ttl`."""
         async with self._reading:  # one scrape reads; the ones meanwhile show its reading
-            if time.monotonic() - self._read_at < STORE_TTL:
+            last = self._read_at
+            if last is not None and time.monotonic() - last < self.store_ttl:
                 return
             self._read_at = time.monotonic()
             try:
