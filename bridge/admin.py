@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -14,14 +15,26 @@ from starlette.routing import Route
 
 from bridge.config import Settings
 from bridge.errors import StoreError
+from bridge.finding import Asked, BadFilter, event_filter
 from bridge.inputs import MAX_EVENT_ID, storable, whole_number
+from bridge.logs import transition
 from bridge.responses import BridgeJSON, error
-from bridge.store.base import REPLAYABLE, SCHEMA_VERSION, STATUSES, Event, Store
+from bridge.store.base import (
+    DISMISSABLE,
+    DISMISSED,
+    RECEIVED,
+    REPLAYABLE,
+    SCHEMA_VERSION,
+    Event,
+    Store,
+)
+from bridge.wire import MalformedJSON, loads
 from bridge.worker import Worker
 
 log = logging.getLogger("bridge.admin")
 
 MAX_LISTED = 1000  # events in one `GET /events` answer
+MAX_REASON = 1000  # characters of a dismissal's reason
 
 
 def _authorized(request: Request, token: str | None) -> bool:
@@ -33,27 +46,57 @@ def _authorized(request: Request, token: str | None) -> bool:
     )
 
 
-async def replay(store: Store, event: Event) -> Event | None:
-    """Replay `event` as it was read; None when another change to it (a replay) came first."""
+async def _unless_raced(
+    store: Store, event: Event, change: Callable[[], Awaitable[Event]]
+) -> Event | None:
+    """`change` applied to `event` as it was read; None when another change came first."""
     try:
-        return await store.replay(event.id)
+        return await change()
     except StoreError:
-        # The store refuses an event that is no longer dead or rejected; if it changed since
-        # it was read, a concurrent request won the race. Anything else is a store failure.
+        # The store refuses an event no longer in a state the change applies to; if it
+        # changed since it was read, a concurrent request won the race. Anything else is a
+        # store failure.
         now = await store.get(event.id)
         if now is None or now.updated_at == event.updated_at:
             raise
         return None
 
 
+async def replay(store: Store, event: Event) -> Event | None:
+    """Replay `event` as it was read; None when another change to it (a replay) came first."""
+    replayed = await _unless_raced(store, event, lambda: store.replay(event.id))
+    if replayed is not None:
+        transition(log, replayed, RECEIVED, replayed_from=str(event.status))
+    return replayed
+
+
+async def dismiss(store: Store, event: Event, reason: str) -> Event | None:
+    """Dismiss `event` as it was read; None when another change to it came first."""
+    dismissed = await _unless_raced(store, event, lambda: store.dismiss(event.id, reason))
+    if dismissed is not None:
+        transition(log, dismissed, DISMISSED, reason=reason, was=str(event.status))
+    return dismissed
+
+
 async def event_view(store: Store, event_id: int) -> dict[str, Any] | None:
-    """An event's summary with its history, as `GET /events/{id}` and `bridge events show`."""
+    """An event's summary with its whole history and the invoice request it sent, as
+    `GET /events/{id}` and `bridge events show` show it."""
     event = await store.get(event_id)
     if event is None:
         return None
     view = event.summary()
+    view["request_sent"] = loads(event.sent_request) if event.sent_request else None
     view["history"] = [attempt.as_dict() for attempt in await store.history(event_id)]
     return view
+
+
+def dismissal_reason(value: object) -> str:
+    """The reason given for a dismissal: text a person wrote, checked; `BadFilter` if not."""
+    if not isinstance(value, str) or not value.strip():
+        raise BadFilter("a dismissal needs a reason: what was done instead, in a few words")
+    if not storable(value) or len(value) > MAX_REASON:
+        raise BadFilter(f"the reason must be UTF-8 text without NUL, at most {MAX_REASON} long")
+    return " ".join(value.split())
 
 
 class Admin:
@@ -75,6 +118,11 @@ class Admin:
             Route(
                 "/events/{event_id:int}/replay", self._admin(self.replay_event), methods=["POST"]
             ),
+            Route(
+                "/events/{event_id:int}/dismiss",
+                self._admin(self.dismiss_event),
+                methods=["POST"],
+            ),
         ]
 
     def _admin(self, handler: Any) -> Any:
@@ -89,6 +137,8 @@ class Admin:
                 )
             try:
                 return await handler(request)  # type: ignore[no-any-return]
+            except BadFilter as exc:
+                return error(400, "bad_request", str(exc))
             except StoreError as exc:
                 log.error("admin %s: store unavailable: %s", request.url.path, exc)
                 response = error(503, "unavailable", f"the store is unavailable: {exc}")
@@ -135,32 +185,39 @@ class Admin:
         return BridgeJSON({"status": "not ready", "problems": shown}, status_code=503)
 
     async def metrics(self, request: Request) -> Response:
-        try:
-            counts = await self.store.counts()
-        except StoreError as exc:
-            log.error("metrics: events not counted, store unavailable: %s", exc)
-            self.series.events.clear()  # absent rather than stale
-        else:
-            for status in STATUSES:
-                self.series.events.labels(status).set(counts.get(status, 0))
+        await self.series.read_store(self.store)  # cached; never raises, never waits long
         self.series.paused.set(1 if self.worker.paused else 0)
         return Response(generate_latest(self.series.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def list_events(self, request: Request) -> Response:
+        """Newest first; `next_before` is the cursor of the next page (None on the last)."""
         query = request.query_params
-        status = query.get("status")
-        if status and status not in STATUSES:
-            return error(400, "bad_request", f"status must be one of {', '.join(STATUSES)}")
-        for name in ("source", "order"):
-            if not storable(query.get(name, "")):
-                return error(400, "bad_request", f"{name} must not contain NUL characters")
         limit = whole_number(query.get("limit", "100"), 1, MAX_LISTED)
         if limit is None:
             return error(400, "bad_request", f"limit must be a whole number from 1 to {MAX_LISTED}")
-        events = await self.store.list_events(
-            status=status, source=query.get("source"), order=query.get("order"), limit=limit
+        flagged = query.get("flagged", "false").lower()
+        if flagged not in ("true", "false", "1", "0"):
+            return error(400, "bad_request", "flagged must be true or false")
+        asked = Asked(
+            status=query.get("status") or None,
+            source=query.get("source") or None,
+            shop=query.get("shop") or None,
+            order=query.get("order") or None,
+            text=query.get("q") or None,
+            since=query.get("since") or None,
+            until=query.get("until") or None,
+            before=query.get("before") or None,
+            flagged=flagged in ("true", "1"),
         )
-        return BridgeJSON({"data": [event.summary() for event in events]})
+        where = await event_filter(self.settings, self.store, asked)
+        events = await self.store.list_events(where=where, limit=limit)
+        more = len(events) == limit
+        return BridgeJSON(
+            {
+                "data": [event.summary() for event in events],
+                "next_before": events[-1].id if more else None,
+            }
+        )
 
     async def show_event(self, request: Request) -> Response:
         event_id = request.path_params["event_id"]
@@ -178,7 +235,8 @@ class Admin:
             return error(
                 409,
                 "not_replayable",
-                f"event {event_id} is {event.status}; only dead or rejected events replay",
+                f"event {event_id} is {event.status}; only dead, rejected or dismissed events "
+                "replay",
             )
         replayed = await replay(self.store, event)
         if replayed is None:
@@ -187,3 +245,27 @@ class Admin:
             )
         self.worker.kick(replayed.id)
         return BridgeJSON(replayed.summary(), status_code=202)
+
+    async def dismiss_event(self, request: Request) -> Response:
+        event_id = request.path_params["event_id"]
+        try:
+            body = loads(await request.body())
+        except MalformedJSON as exc:
+            return error(400, "bad_request", f'the body must be JSON {{"reason": …}}: {exc}')
+        reason = dismissal_reason(body.get("reason") if isinstance(body, dict) else None)
+        event = await self.store.get(event_id) if event_id <= MAX_EVENT_ID else None
+        if event is None:
+            return error(404, "not_found", "no such event")
+        if event.status not in DISMISSABLE:
+            return error(
+                409,
+                "not_dismissable",
+                f"event {event_id} is {event.status}; only dead or rejected events are dismissed",
+            )
+        dismissed = await dismiss(self.store, event, reason)
+        if dismissed is None:
+            return error(
+                409, "not_dismissable", f"event {event_id} changed while it was being dismissed"
+            )
+        self.series.outcomes.labels(event.source, DISMISSED).inc()
+        return BridgeJSON(dismissed.summary())

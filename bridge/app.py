@@ -20,9 +20,11 @@ from bridge.admin import Admin
 from bridge.config import Settings
 from bridge.errors import StoreError
 from bridge.luminous import LuminousClient
+from bridge.metrics import Metrics
 from bridge.rekey import rekey_orders
 from bridge.resolver import Resolver
 from bridge.responses import error
+from bridge.status import StatusLinks
 from bridge.store import Store, open_store
 from bridge.webhooks import WebhookEndpoint
 from bridge.worker import Worker
@@ -96,6 +98,7 @@ def create_app(
     if not base_url or not token:
         raise ValueError("the Luminous base URL and token are required (or run the sandbox)")
     store = open_store(config.store)
+    metrics = Metrics()
     client = LuminousClient(
         base_url,
         token,
@@ -103,6 +106,7 @@ def create_app(
         max_concurrency=config.luminous.max_concurrency,
         max_requests_per_second=config.luminous.max_requests_per_second or None,
         transport=transport,
+        on_answer=metrics.luminous_answered,
     )
     key_locks = getattr(store, "key_locks", None)  # a shared store locks across replicas
     resolver = Resolver(
@@ -110,16 +114,21 @@ def create_app(
         locks=key_locks() if key_locks else None,
         cache_size=config.luminous.cache_size,
         cache_ttl=config.luminous.cache_ttl,
+        on_lookup=metrics.cache_lookup,
     )
-    worker = Worker(settings, store, client, resolver=resolver, **(worker_options or {}))
+    worker = Worker(
+        settings, store, client, resolver=resolver, metrics=metrics, **(worker_options or {})
+    )
     runtime = Runtime(store=store, client=client, worker=worker)
+    links = StatusLinks(store)
     admin = Admin(settings, store, worker)
-    webhooks = WebhookEndpoint(settings, store, worker)
+    webhooks = WebhookEndpoint(settings, store, worker, links)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.migrate()
         await rekey_orders(store, settings)
+        await links.load()
         if settings.admin_token is None:
             log.warning(
                 "no admin token (%s is not set): admin routes answer 404",
@@ -146,6 +155,7 @@ def create_app(
         Route("/webhooks/{source}", webhooks.handle, methods=["POST"]),
         Route("/schemas/partner-order.json", _partner_schema, methods=["GET"]),
         *admin.routes(),
+        *links.routes(),
     ]
     if sandbox_routes is not None:
         routes.append(Mount("/external/api/v1", routes=sandbox_routes))

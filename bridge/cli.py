@@ -75,13 +75,9 @@ def _with_defaults(settings: Settings, **defaults: Any) -> Settings:
 
 def _configure_logging(*, quiet: bool = False) -> None:
     """INFO for the service; `quiet` (one-shot commands): warnings only, so their output reads."""
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # One line per Luminous request is the client's own debug log; httpx's would repeat it.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from bridge import logs
+
+    logs.configure(sys.stderr, logging.WARNING if quiet else logging.INFO)
 
 
 # -- serve / sandbox ---------------------------------------------------------
@@ -606,30 +602,66 @@ def build_parser() -> argparse.ArgumentParser:
     _shop_commands(command)
     command("migrate", cmd_migrate, "create or upgrade the store's schema")
 
-    events = command("events", cmd_events, "list, show, replay or purge recorded events")
+    events = command("events", cmd_events, "list, show, replay, dismiss or purge recorded events")
     actions = events.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", parents=[common], help="list events, newest first")
+    listing = actions.add_parser(
+        "list", parents=[common], help="find events, newest first, with a count per status"
+    )
     listing.add_argument("--status", type=arguments.text)
     listing.add_argument("--source", type=arguments.text)
+    listing.add_argument("--shop", type=arguments.text)
     listing.add_argument(
-        "--order", type=arguments.text, metavar="REF", help="order id or name (#1001)"
+        "--order",
+        type=arguments.text,
+        metavar="REF",
+        help="order id, name (#1001 or 1001), PO number (SH-#1001), e-mail, invoice id or SKU",
+    )
+    listing.add_argument(
+        "--search", type=arguments.text, metavar="TEXT", help="any part of those, or of a reason"
     )
     listing.add_argument(
         "--since", type=arguments.text, metavar="T", help="ISO time, or an age such as 2h or 3d"
     )
+    listing.add_argument("--until", type=arguments.text, metavar="T", help="as --since")
+    listing.add_argument(
+        "--before", type=arguments.event_id, metavar="ID", help="events before this id (paging)"
+    )
+    listing.add_argument(
+        "--flagged", action="store_true", help="only events flagged as possible doubles"
+    )
     listing.add_argument("--limit", type=arguments.whole(1, 100_000), default=100)
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     show = actions.add_parser("show", parents=[common], help="one event with its history")
     show.add_argument("id", type=arguments.event_id)
-    replay = actions.add_parser("replay", parents=[common], help="retry dead or rejected events")
+    replay = actions.add_parser(
+        "replay", parents=[common], help="retry dead, rejected or dismissed events"
+    )
     replay.add_argument("ids", type=arguments.event_id, nargs="*", metavar="ID")
-    replay.add_argument("--status", choices=["dead", "rejected"])
+    replay.add_argument("--status", choices=["dead", "rejected", "dismissed"])
     replay.add_argument("--dry-run", action="store_true")
-    purge = actions.add_parser("purge", parents=[common], help="drop old finished payloads")
+    dismiss = actions.add_parser(
+        "dismiss", parents=[common], help="mark dead or rejected events as handled by hand"
+    )
+    dismiss.add_argument("ids", type=arguments.event_id, nargs="*", metavar="ID")
+    dismiss.add_argument("--status", choices=["dead", "rejected"])
+    dismiss.add_argument("--source", type=arguments.text, help="with --status")
+    dismiss.add_argument("--since", type=arguments.text, metavar="T", help="with --status")
+    dismiss.add_argument("--reason", type=arguments.text, required=True, metavar="TEXT")
+    dismiss.add_argument("--dry-run", action="store_true")
+    purge = actions.add_parser(
+        "purge", parents=[common], help="drop the payloads of old or settled events"
+    )
     purge.add_argument(
         "--days",
         type=arguments.whole(0, 100_000),
-        help="keep this many days (default: retention_days)",
+        help="finished events: keep this many days (default: retention_days)",
     )
+    purge.add_argument(
+        "--status",
+        choices=["dismissed", "dead", "rejected", "created", "skipped", "tagged"],
+        help="this status only, with --before",
+    )
+    purge.add_argument("--before", type=arguments.text, metavar="T", help="ISO time or an age")
     return parser
 
 

@@ -6,58 +6,58 @@ A running service picks replayed events up on its next poll; nothing here talks 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import time
 
-from bridge.admin import event_view, replay
-from bridge.config import Settings, parse_duration
-from bridge.errors import BridgeError, StoreError
+from bridge.admin import dismiss, dismissal_reason, event_view, replay
+from bridge.config import Settings
+from bridge.errors import StoreError
+from bridge.finding import Asked, BadFilter, event_filter, moment
 from bridge.store import Store, open_store
-from bridge.store.base import REPLAYABLE, SCHEMA_VERSION, STATUSES, utc
+from bridge.store.base import DISMISSABLE, REPLAYABLE, SCHEMA_VERSION, STATUSES, utc
 from bridge.wire import dumps
 
 
-class EventsUsageError(BridgeError):
-    """A bad argument to `bridge events`."""
-
-
-def parse_since(text: str) -> float:
-    """An ISO date or time (UTC unless it says otherwise), or an age such as `2h`."""
-    try:
-        return time.time() - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise EventsUsageError(
-            f"--since {text!r} is neither an ISO time nor an age like 2h"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
-
-
-async def _list(store: Store, args: argparse.Namespace) -> int:
-    if args.status and args.status not in STATUSES:
-        raise EventsUsageError(f"--status must be one of {', '.join(STATUSES)}")
-    events = await store.list_events(
+async def _list(store: Store, args: argparse.Namespace, settings: Settings) -> int:
+    asked = Asked(
         status=args.status,
         source=args.source,
+        shop=args.shop,
         order=args.order,
-        since=parse_since(args.since) if args.since else None,
-        limit=args.limit,
+        text=args.search,
+        since=args.since,
+        until=args.until,
+        before=str(args.before) if args.before else None,
+        flagged=args.flagged,
     )
+    where = await event_filter(settings, store, asked)
+    events = await store.list_events(where=where, limit=args.limit)
+    counts = await store.count_events(where)
+    more = len(events) == args.limit and sum(counts.values()) > len(events)
+    next_before = events[-1].id if more else None
+    if args.json:
+        rows = [event.summary() for event in events]
+        _print({"data": rows, "counts": counts, "next_before": next_before})
+        return 0
     print(f"{'ID':>7}  {'RECEIVED':24}  {'SOURCE':12}  {'ORDER':16}  {'STATUS':10}  DETAIL")
     for event in events:
         detail = f"invoice {event.invoice_id}" if event.invoice_id else (event.reason or "")
-        order = event.order_name or event.order_id or "-"
+        if event.possible_duplicate or event.extra_invoice_ids:
+            detail = f"FLAGGED: {event.possible_duplicate or 'more invoices'}; {detail}"
         print(
-            f"{event.id:>7}  {utc(event.received_at):24}  {event.source:12}  {order:16}  "
-            f"{event.status:10}  {detail}"
+            f"{event.id:>7}  {utc(event.received_at):24}  {event.source:12}  "
+            f"{event.order_ref or '-':16}  {event.status:10}  {detail}"
         )
+    total = sum(counts.values())
+    by_status = ", ".join(f"{counts[status]} {status}" for status in STATUSES if status in counts)
+    print(f"{total} matching: {by_status or 'none'}" + (f"; shown {len(events)}" if more else ""))
+    if next_before:
+        print(f"next page: --before {next_before}")
     return 0
+
+
+def _print(value: object) -> None:
+    sys.stdout.write(dumps(value, indent=True).decode() + "\n")
 
 
 async def _show(store: Store, args: argparse.Namespace) -> int:
@@ -65,23 +65,35 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
     if view is None:
         print(f"bridge: no event {args.id}", file=sys.stderr)
         return 1
-    sys.stdout.write(dumps(view, indent=True).decode() + "\n")
+    _print(view)
     return 0
 
 
-async def _replay(store: Store, args: argparse.Namespace) -> int:
+async def _chosen(
+    store: Store, args: argparse.Namespace, settings: Settings, verb: str
+) -> list[int]:
+    """The events named by id, or all those matching --status (and --source, --since)."""
     if bool(args.ids) == bool(args.status):
-        raise EventsUsageError("give event IDs or --status dead|rejected, not both or neither")
-    ids = list(args.ids)
-    if args.status:
-        ids = [event.id for event in await store.list_events(status=args.status, limit=100_000)]
+        raise BadFilter(f"give event IDs or --status, not both or neither, to {verb}")
+    if args.ids:
+        if getattr(args, "source", None) or getattr(args, "since", None):
+            raise BadFilter("--source and --since go with --status, not with event IDs")
+        return list(args.ids)
+    asked = Asked(
+        status=args.status, source=getattr(args, "source", None), since=getattr(args, "since", None)
+    )
+    where = await event_filter(settings, store, asked)
+    return [event.id for event in await store.list_events(where=where, limit=1_000_000)]
+
+
+async def _replay(store: Store, args: argparse.Namespace, settings: Settings) -> int:
     failed = 0
-    for event_id in ids:
+    for event_id in await _chosen(store, args, settings, "replay"):
         event = await store.get(event_id)
         if event is None or event.status not in REPLAYABLE:
             state = "does not exist" if event is None else f"is {event.status}"
             print(
-                f"bridge: event {event_id} {state}; only dead or rejected events replay",
+                f"bridge: event {event_id} {state}; only dead, rejected or dismissed events replay",
                 file=sys.stderr,
             )
             failed += 1
@@ -97,10 +109,47 @@ async def _replay(store: Store, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+async def _dismiss(store: Store, args: argparse.Namespace, settings: Settings) -> int:
+    reason = dismissal_reason(args.reason)
+    failed = done = 0
+    for event_id in await _chosen(store, args, settings, "dismiss"):
+        event = await store.get(event_id)
+        if event is None or event.status not in DISMISSABLE:
+            state = "does not exist" if event is None else f"is {event.status}"
+            print(
+                f"bridge: event {event_id} {state}; only dead or rejected events are dismissed",
+                file=sys.stderr,
+            )
+            failed += 1
+            continue
+        if args.dry_run:
+            print(f"would dismiss event {event_id} ({event.status}: {event.reason})")
+            continue
+        if await dismiss(store, event, reason) is None:
+            print(f"bridge: event {event_id} changed while it was being dismissed", file=sys.stderr)
+            failed += 1
+            continue
+        done += 1
+        print(f"dismissed event {event_id} (was {event.status}): {reason}")
+    if not args.dry_run:
+        print(f"dismissed {done} events" + (f", {failed} refused" if failed else ""))
+    return 1 if failed else 0
+
+
 async def _purge(store: Store, args: argparse.Namespace, settings: Settings) -> int:
+    if args.status:
+        if args.days is not None or not args.before:
+            raise BadFilter("--status takes --before T (an ISO time or an age such as 30d)")
+        before = moment(args.before, "--before")
+        purged = await store.purge_payloads(before, [args.status])
+        print(
+            f"purged the payloads of {purged} {args.status} events last changed before "
+            f"{utc(before)}"
+        )
+        return 0
+    if args.before:
+        raise BadFilter("--before goes with --status; without it, use --days N")
     days = args.days if args.days is not None else settings.config.store.retention_days
-    if days < 0:
-        raise EventsUsageError("--days must not be negative")
     purged = await store.purge_payloads(time.time() - days * 86400)
     print(f"purged the payloads of {purged} finished events older than {days} days")
     return 0
@@ -123,13 +172,15 @@ async def run_events(args: argparse.Namespace, settings: Settings) -> int:
     try:
         await require_schema(store)
         if args.action == "list":
-            return await _list(store, args)
+            return await _list(store, args, settings)
         if args.action == "show":
             return await _show(store, args)
         if args.action == "replay":
-            return await _replay(store, args)
+            return await _replay(store, args, settings)
+        if args.action == "dismiss":
+            return await _dismiss(store, args, settings)
         return await _purge(store, args, settings)
-    except EventsUsageError as exc:
+    except BadFilter as exc:
         print(f"bridge: error: {exc}", file=sys.stderr)
         return 2
     finally:

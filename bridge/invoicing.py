@@ -43,7 +43,7 @@ from bridge.metrics import Metrics
 from bridge.resolver import CatalogClient, ResolutionError, Resolver
 from bridge.shops import order_reference, order_scope, scoped_alternate_ids
 from bridge.store.base import DEAD, REJECTED, SKIPPED, TAGGED, Event, OrderKey, Store
-from bridge.wire import MalformedJSON, loads
+from bridge.wire import MalformedJSON, dumps, loads
 
 log = logging.getLogger("bridge.invoicing")
 
@@ -98,12 +98,19 @@ class Created:
 
 @dataclass(frozen=True)
 class Ended:
-    """Finished without a new invoice: skipped, dead, rejected or tagged."""
+    """Finished without a new invoice: skipped, dead, rejected or tagged.
+
+    `order_id`, `order_name` and `keys` are what the mapping learnt of the order, so that an
+    event ended before its order was claimed can still be found by it.
+    """
 
     status: str
     reason: str
     details: list[dict[str, str]] | None = None
     invoice_id: int | None = None
+    order_id: str | None = None
+    order_name: str | None = None
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,14 @@ class _Candidates:
 def order_key(source: Source, event: Event, order_id: str) -> OrderKey:
     """The (source, shop, order id) that identifies an order for exactly-once."""
     return OrderKey(event.source, order_scope(source, event.shop), order_id)
+
+
+def draft_keys(draft: Draft) -> tuple[str, ...]:
+    """What a person may search the order by, beyond its id and name: PO number, e-mail, SKUs."""
+    request = draft.request
+    email = draft.customer.email if draft.customer else None
+    skus = (item.sku for item in request.items)
+    return tuple(key for key in (request.customer_po_number, email, *skus) if key)
 
 
 def _details(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
@@ -238,14 +253,21 @@ class Invoicer:
             log.exception("event=%s mapping %s raised", event.id, source.mapping.name)
             return Ended(DEAD, f"mapping {source.mapping.name} failed: {type(exc).__name__}: {exc}")
         if isinstance(result, Skip):
-            return Ended(SKIPPED, result.reason)
+            return Ended(SKIPPED, result.reason, order_id=result.order_id)
         if isinstance(result, Tag):
             return result
         try:
             check_currency(result, source.options)
             reconcile_totals(result)
         except InvoiceError as exc:
-            return Ended(DEAD, str(exc), _details(exc.details))
+            return Ended(
+                DEAD,
+                str(exc),
+                _details(exc.details),
+                order_id=result.order_id,
+                order_name=result.order_name,
+                keys=draft_keys(result),
+            )
         return result
 
     # -- the invoice --------------------------------------------------------------
@@ -254,7 +276,7 @@ class Invoicer:
         event = claim.event
         key = order_key(source, event, draft.order_id)
         order = await self.store.claim_order(
-            key, event.id, claim.generation, self.lease, draft.order_name
+            key, event.id, claim.generation, self.lease, draft.order_name, draft_keys(draft)
         )
         if order.invoice_id is not None:
             return Created(key, order.invoice_id, "existing")
@@ -313,7 +335,8 @@ class Invoicer:
         unknown_before: bool,
     ) -> Outcome:
         event = claim.event
-        if not await self.store.mark_sent(key, event.id, claim.generation):
+        sent = dumps(request.to_wire()).decode()  # as it goes on the wire, for `events show`
+        if not await self.store.mark_sent(key, event.id, claim.generation, request=sent):
             return Lost("the claim lapsed before sending")
         claim.sending = True
 

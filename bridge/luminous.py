@@ -62,9 +62,13 @@ class LuminousClient:
         max_concurrency: int = 4,
         max_requests_per_second: float | None = 5,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_answer: Callable[[str, str, float], None] | None = None,
     ) -> None:
         _check_settings(base_url, token, timeout, max_concurrency, max_requests_per_second)
         self._base_url = base_url
+        # Told of every request: its endpoint ("POST /invoices/{id}/tags"), its outcome (the
+        # HTTP status, or why there was none) and its seconds; the metrics' latency histogram.
+        self._on_answer = on_answer or (lambda endpoint, outcome, seconds: None)
         self.deadline = timeout  # one whole request, however slowly its answer trickles in
         self._errors = ErrorTranslator(token)
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -315,13 +319,13 @@ class LuminousClient:
                         method, url, content=content, headers=headers
                     )
             except TimeoutError as exc:
-                _log_request(method, path, "deadline", started)
+                self._answered(method, path, "deadline", started)
                 lost = httpx.ReadTimeout(f"no whole answer within {self.deadline:g} s")
                 raise self._errors.lost(lost, subject, repeatable=repeatable) from exc
             except httpx.HTTPError as exc:
-                _log_request(method, path, type(exc).__name__, started)
+                self._answered(method, path, type(exc).__name__, started)
                 raise self._errors.lost(exc, subject, repeatable=repeatable) from exc
-        _log_request(method, path, response.status_code, started)
+        self._answered(method, path, response.status_code, started)
         if not response.is_success:
             raise self._errors.refusal(response, subject, repeatable=repeatable, probe=probe)
         if not response.content.strip():  # a bare 204: callers that need data say so
@@ -332,6 +336,11 @@ class LuminousClient:
             answer = self._errors.unreadable(response)
             why = f"it is not JSON ({exc})"
             raise self._errors.unusable(subject, answer, why, repeatable=repeatable) from exc
+
+    def _answered(self, method: str, path: str, outcome: int | str, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        log.debug("%s %s -> %s in %.1f ms", method, path, outcome, elapsed * 1000)
+        self._on_answer(f"{method} {endpoint(path)}", str(outcome), elapsed)
 
 
 def _query(params: Params) -> bytes:
@@ -367,9 +376,9 @@ def _check_settings(
         )
 
 
-def _log_request(method: str, path: str, outcome: int | str, started: float) -> None:
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    log.debug("%s %s -> %s in %.1f ms", method, path, outcome, elapsed_ms)
+def endpoint(path: str) -> str:
+    """A path with its ids as `{id}`, so one endpoint is one metric label, whatever the id."""
+    return "/".join("{id}" if part.isdigit() else part for part in path.split("/"))
 
 
 def _last_page(body: Mapping[str, Any]) -> int | None:

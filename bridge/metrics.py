@@ -1,8 +1,26 @@
-"""What `/metrics` shows: one registry per app, so tests and replicas never share counters."""
+"""What `/metrics` shows: one registry per app, so tests and replicas never share counters.
+
+Counters count what this process did. What the store holds (events by status, the backlog)
+is read at most once per `STORE_TTL` seconds, whatever the scrape rate, and a scrape never
+waits on a store that does not answer: it shows the last reading, with `bridge_store_up 0`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bridge.errors import StoreError
+from bridge.store.base import STATUSES, Store
+
+log = logging.getLogger("bridge.metrics")
+
+STORE_TTL = 10.0  # seconds a reading of the store's counts is shown before it is read again
+STORE_TIMEOUT = 2.0  # a scrape waits no longer than this for the store
+UNKNOWN_SOURCE = "(unknown)"  # the label of deliveries to no configured source: bounded
 
 
 class Metrics:
@@ -10,46 +28,132 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        registry = self.registry
         self.deliveries = Counter(
             "bridge_deliveries",
             "Webhook deliveries answered, by source and HTTP status",
             ["source", "status"],
-            registry=self.registry,
+            registry=registry,
+        )
+        self.answers = Counter(
+            "bridge_answers",
+            "Webhook deliveries answered, by source and what the answer said "
+            "(created, duplicate, received, skipped, dead, …, or the error code)",
+            ["source", "answer"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "bridge_duplicates",
+            "Duplicates: a delivery seen before (kind=delivery), or a new delivery of an "
+            "order that already has its invoice (kind=order)",
+            ["source", "kind"],
+            registry=registry,
+        )
+        self.invoices = Counter(
+            "bridge_invoices_created",
+            "Invoices created in Luminous (or found there after a send of unknown outcome)",
+            ["source"],
+            registry=registry,
         )
         self.outcomes = Counter(
             "bridge_event_outcomes",
-            "Events finished or deferred by the worker, by source and outcome",
+            "Events finished, deferred or settled by hand, by source and outcome",
             ["source", "outcome"],
-            registry=self.registry,
+            registry=registry,
         )
         self.luminous_failures = Counter(
             "bridge_luminous_failures",
             "Failed Luminous calls, by kind (retryable, unknown_outcome, permanent, auth)",
             ["kind"],
-            registry=self.registry,
+            registry=registry,
+        )
+        self.luminous_seconds = Histogram(
+            "bridge_luminous_request_seconds",
+            "Luminous requests, by endpoint and HTTP status (or why there was none)",
+            ["endpoint", "status"],
+            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=registry,
+        )
+        self.cache_lookups = Counter(
+            "bridge_resolution_cache_lookups",
+            "Company and product lookups, by whether the resolver's cache answered them",
+            ["kind", "result"],
+            registry=registry,
         )
         self.answer_seconds = Histogram(
             "bridge_answer_seconds",
             "Time from receiving a delivery to answering it",
             ["source"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 10),
-            registry=self.registry,
+            registry=registry,
         )
         self.events = Gauge(
-            "bridge_events", "Recorded events by status", ["status"], registry=self.registry
+            "bridge_events", "Recorded events by status", ["status"], registry=registry
+        )
+        self.queue_depth = Gauge(
+            "bridge_queue_depth",
+            "Unfinished events (received, processing, retrying)",
+            registry=registry,
+        )
+        self.oldest_unfinished = Gauge(
+            "bridge_oldest_unfinished_seconds",
+            "Age of the oldest unfinished event (0 when there is none)",
+            registry=registry,
+        )
+        self.store_up = Gauge(
+            "bridge_store_up",
+            "1 when the store answered the last reading, 0 when it did not",
+            registry=registry,
+        )
+        self.store_read_at = Gauge(
+            "bridge_store_read_timestamp_seconds",
+            "When the store's counts shown were read (Unix time)",
+            registry=registry,
         )
         self.possible_duplicates = Counter(
             "bridge_possible_duplicate_invoices",
             "Sends that finished after their claim was lost, so may have doubled an invoice",
             ["source"],
-            registry=self.registry,
+            registry=registry,
         )
         self.doubled = Counter(
             "bridge_doubled_orders",
             "Orders for which Luminous was found holding more than one invoice",
             ["source"],
-            registry=self.registry,
+            registry=registry,
         )
         self.paused = Gauge(
-            "bridge_paused", "1 while Luminous refuses the API token", registry=self.registry
+            "bridge_paused", "1 while Luminous refuses the API token", registry=registry
         )
+        self.store_ttl = STORE_TTL
+        self._read_at: float | None = None  # monotonic time of the last reading
+        self._reading = asyncio.Lock()
+
+    def luminous_answered(self, endpoint: str, status: str, seconds: float) -> None:
+        self.luminous_seconds.labels(endpoint, status).observe(seconds)
+
+    def cache_lookup(self, kind: str, hit: bool) -> None:
+        self.cache_lookups.labels(kind, "hit" if hit else "miss").inc()
+
+    async def read_store(self, store: Store) -> None:
+        """Refresh the store's gauges if the last reading is older than `store_ttl`."""
+        async with self._reading:  # one scrape reads; the ones meanwhile show its reading
+            last = self._read_at
+            if last is not None and time.monotonic() - last < self.store_ttl:
+                return
+            self._read_at = time.monotonic()
+            try:
+                async with asyncio.timeout(STORE_TIMEOUT):
+                    counts = await store.counts()
+                    backlog = await store.backlog()
+            except (StoreError, TimeoutError) as exc:
+                log.error("metrics: the store's counts were not read: %s", exc)
+                self.store_up.set(0)
+                return
+        for status in STATUSES:
+            self.events.labels(status).set(counts.get(status, 0))
+        self.queue_depth.set(backlog.depth)
+        oldest = backlog.oldest_received_at
+        self.oldest_unfinished.set(max(0.0, time.time() - oldest) if oldest else 0)
+        self.store_up.set(1)
+        self.store_read_at.set(time.time())

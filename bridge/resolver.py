@@ -247,8 +247,11 @@ class Resolver:
         cache_size: int = 10_000,
         cache_ttl: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
+        on_lookup: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.client = client
+        # Told of each company or product lookup and whether the cache answered it (metrics).
+        self.on_lookup = on_lookup or (lambda kind, hit: None)
         self.locks: KeyLocks = locks or LocalLocks()
         self.companies: TTLCache[int] = TTLCache(cache_size, cache_ttl, clock)
         # Customers a lookup just did not find: the plans of a burst of orders from one new
@@ -304,6 +307,7 @@ class Resolver:
         if customer is None or query is None:
             return self._default(options, "a guest order"), None
         found = self.companies.get(query.key)
+        self.on_lookup("company", found is not None)
         if found is None:
             async with self.locks.hold(query.key):
                 found = await self._known_company(query, recent=options.create_companies)
@@ -406,6 +410,7 @@ class Resolver:
 
     async def _find_product(self, sku: str) -> int | None:
         found = self.products.get(sku)
+        self.on_lookup("product", found is not None)
         if found is None:
             async with self.locks.hold(_product_key(sku)):
                 found = await self._known_product(sku)

@@ -21,10 +21,13 @@ from starlette.responses import Response
 
 from bridge.config import Settings, Source, check_shop_secrets
 from bridge.errors import InputError, StoreError
+from bridge.logs import line, transition
 from bridge.mapping import OrderRef
+from bridge.metrics import UNKNOWN_SOURCE
 from bridge.responses import BridgeJSON, error
 from bridge.shops import check_accepted, settle_shop, verify_sender
-from bridge.store.base import CREATED, DEAD, REJECTED, Event, NewDelivery, Store
+from bridge.status import StatusLinks
+from bridge.store.base import CREATED, DEAD, RECEIVED, REJECTED, Event, NewDelivery, Store
 from bridge.verify import SCHEMES
 from bridge.wire import MalformedJSON, dumps, loads
 from bridge.worker import Worker
@@ -111,7 +114,7 @@ def _refusal(response: BridgeJSON) -> BridgeJSON:
     return response
 
 
-def answer(event: Event, source: Source, *, repeat: bool) -> BridgeJSON:
+def answer(event: Event, source: Source, links: StatusLinks, *, repeat: bool) -> BridgeJSON:
     """The documented answer for an event in its current state."""
     if event.status == CREATED:
         body: dict[str, Any] = {
@@ -133,7 +136,7 @@ def answer(event: Event, source: Source, *, repeat: bool) -> BridgeJSON:
             body["duplicate"] = True
         return BridgeJSON(body, status_code=200)
     return BridgeJSON(
-        {"event_id": event.id, "status": event.status, "status_url": f"/events/{event.id}"},
+        {"event_id": event.id, "status": event.status, "status_url": links.url(event.id)},
         status_code=202,
     )
 
@@ -141,18 +144,25 @@ def answer(event: Event, source: Source, *, repeat: bool) -> BridgeJSON:
 class WebhookEndpoint:
     """The one route every source is served on."""
 
-    def __init__(self, settings: Settings, store: Store, worker: Worker) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, worker: Worker, links: StatusLinks
+    ) -> None:
         self.settings = settings
         self.store = store
         self.worker = worker
+        self.links = links
         for warning in check_shop_secrets(settings):
             log.warning("%s", warning)
 
     async def handle(self, request: Request) -> Response:
         name = request.path_params["source"]
+        metrics = self.worker.metrics
         source = self.settings.sources.get(name)
         if source is None:
             shown = name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "…"
+            # One label for every unknown name: a stranger's paths must not grow the series.
+            metrics.deliveries.labels(UNKNOWN_SOURCE, "404").inc()
+            metrics.answers.labels(UNKNOWN_SOURCE, "unknown_source").inc()
             return _refusal(
                 error(404, "unknown_source", f"no source named {shown!r} is configured")
             )
@@ -167,8 +177,8 @@ class WebhookEndpoint:
             log.error("source=%s store unavailable: %s", name, exc)
             response = error(503, "unavailable", "the bridge cannot record deliveries right now")
             response.headers["Retry-After"] = "30"
-        metrics = self.worker.metrics
         metrics.deliveries.labels(name, str(response.status_code)).inc()
+        metrics.answers.labels(name, _answered(response)).inc()
         metrics.answer_seconds.labels(name).observe(time.monotonic() - started)
         return response
 
@@ -215,15 +225,34 @@ class WebhookEndpoint:
             order_name=order.order_name if order else None,
         )
         event, created = await self.store.record(delivery)
+        if created:
+            transition(log, event, RECEIVED, topic=topic)
+        else:
+            self.worker.metrics.duplicates.labels(source.name, "delivery").inc()
+            # Not a transition: the event is where it was; said once, for the sender's sake.
+            line(
+                log,
+                f"event {event.id} repeat delivery",
+                event_id=event.id,
+                source=source.name,
+                status=str(event.status),
+                duplicate="delivery",
+            )
         if not event.finished:
             self.worker.kick(event.id)
             event = await self.worker.wait(event.id, server.respond_within) or event
-        log.info(
-            "source=%s event=%s delivery=%s status=%s%s",
-            source.name,
-            event.id,
-            "new" if created else "repeat",
-            event.status,
-            f" invoice={event.invoice_id}" if event.invoice_id else "",
-        )
-        return answer(event, source, repeat=not created)
+        return answer(event, source, self.links, repeat=not created)
+
+
+def _answered(response: Response) -> str:
+    """What an answer said, for the `bridge_answers` metric: its status, or its error code."""
+    try:
+        body = loads(bytes(response.body))
+    except MalformedJSON:
+        return "unreadable"
+    if not isinstance(body, dict):
+        return "unreadable"
+    if body.get("duplicate"):
+        return "duplicate"
+    said = body.get("status") if response.status_code < 300 else body.get("error")
+    return said if isinstance(said, str) else str(response.status_code)

@@ -33,10 +33,11 @@ from bridge.invoicing import (
     Retry,
     Wait,
 )
+from bridge.logs import transition
 from bridge.metrics import Metrics
 from bridge.resolver import Resolver
 from bridge.retry import RetryPolicy
-from bridge.store.base import DEAD, SKIPPED, TAGGED, Event, Store
+from bridge.store.base import CREATED, DEAD, RETRYING, SKIPPED, TAGGED, Event, Store
 
 log = logging.getLogger("bridge.worker")
 
@@ -309,27 +310,36 @@ class Worker:
         elif isinstance(outcome, Ended):
             await self._end(claim, outcome, seconds)
         elif isinstance(outcome, Retry):
-            await self._retry(claim, outcome.error, outcome.minimum)
+            await self._retry(claim, outcome.error, outcome.minimum, seconds)
         elif isinstance(outcome, Wait):
-            await self.store.defer(
+            if await self.store.defer(
                 event.id,
                 claim.generation,
                 delay=outcome.delay,
                 reason=outcome.reason,
                 counted=False,
-            )
+                step="waiting",
+            ):
+                transition(
+                    log,
+                    event,
+                    RETRYING,
+                    seconds=seconds,
+                    retry_in=round(outcome.delay, 1),
+                    reason=outcome.reason,
+                )
         elif isinstance(outcome, Pause):
             self.paused = (
                 f"Luminous refuses the API token ({outcome.error.status}): {outcome.error}"
             )
             log.error("work paused: %s", self.paused)
-            await self.store.note(event.id, "paused", str(outcome.error))
             await self.store.defer(
                 event.id,
                 claim.generation,
                 delay=self.probe_interval,
                 reason=self.paused,
                 counted=False,
+                step="paused",
             )
         elif isinstance(outcome, Lost):
             self.metrics.outcomes.labels(event.source, "lost_claim").inc()
@@ -349,18 +359,20 @@ class Worker:
             return
         kind = "created" if original == event.id else "duplicate"
         self.metrics.outcomes.labels(event.source, kind).inc()
-        log.info(
-            "event=%s source=%s shop=%s order=%s status=created invoice=%s how=%s seconds=%.3f%s",
-            event.id,
-            event.source,
-            event.shop or "-",
-            outcome.key.order_id,
-            outcome.invoice_id,
-            outcome.how,
-            seconds,
-            "" if original == event.id else f" duplicate_of={original}",
-        )
+        if kind == "duplicate" or outcome.how == "existing":
+            self.metrics.duplicates.labels(event.source, "order").inc()
+        else:
+            self.metrics.invoices.labels(event.source).inc()
         settled = await self.store.get(event.id)
+        transition(
+            log,
+            settled or event,
+            CREATED,
+            seconds=seconds,
+            invoice_id=outcome.invoice_id,
+            how=outcome.how,
+            duplicate_of=None if original == event.id else original,
+        )
         if settled is not None and settled.possible_duplicate:
             try:
                 await self.invoicer.confirm(settled, outcome.key)
@@ -376,42 +388,49 @@ class Worker:
             reason=outcome.reason,
             details=outcome.details,
             invoice_id=outcome.invoice_id,
+            order_id=outcome.order_id,
+            order_name=outcome.order_name,
+            keys=outcome.keys,
         )
         if not done:
             return
         self.metrics.outcomes.labels(event.source, outcome.status).inc()
         level = logging.INFO if outcome.status in (SKIPPED, TAGGED) else logging.WARNING
-        log.log(
-            level,
-            "event=%s source=%s shop=%s order=%s status=%s seconds=%.3f reason=%s",
-            event.id,
-            event.source,
-            event.shop or "-",
-            event.order_name or event.order_id or "-",
+        transition(
+            log,
+            event,
             outcome.status,
-            seconds,
-            outcome.reason,
+            seconds=seconds,
+            invoice_id=outcome.invoice_id,
+            level=level,
+            order=event.order_ref or outcome.order_name or outcome.order_id,
+            reason=outcome.reason,
         )
 
-    async def _retry(self, claim: Claim, exc: RetryableError, minimum: float) -> None:
+    async def _retry(
+        self, claim: Claim, exc: RetryableError, minimum: float, seconds: float
+    ) -> None:
         event = claim.event
         attempts = event.attempts + 1
         age = time.time() - (event.started_at or event.received_at)
         if self.policy.gives_up(attempts, age):
             reason = f"gave up after {attempts} attempts over {age / 3600:.1f} h: {exc}"
-            await self._end(claim, Ended(DEAD, reason), 0.0)
+            await self._end(claim, Ended(DEAD, reason), seconds)
             return
         floor = min(minimum, self.policy.max_delay)
         delay = max(floor, self.policy.delay(attempts, exc.retry_after))
-        await self.store.note(event.id, "retry", str(exc), delay)
-        await self.store.defer(event.id, claim.generation, delay=delay, reason=str(exc))
+        if not await self.store.defer(
+            event.id, claim.generation, delay=delay, reason=str(exc), step="retry"
+        ):
+            return
         self.metrics.outcomes.labels(event.source, "retrying").inc()
-        log.warning(
-            "event=%s source=%s order=%s status=retrying attempt=%s retry_in=%.1fs reason=%s",
-            event.id,
-            event.source,
-            event.order_name or event.order_id or "-",
-            attempts,
-            delay,
-            exc,
+        transition(
+            log,
+            event,
+            RETRYING,
+            seconds=seconds,
+            level=logging.WARNING,
+            attempt=attempts,
+            retry_in=round(delay, 1),
+            reason=str(exc),
         )

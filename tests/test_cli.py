@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
-from bridge.store.base import SCHEMA_VERSION
+from bridge.config import StoreConfig
+from bridge.store import open_store
+from bridge.store.base import DEAD, REJECTED, SCHEMA_VERSION, NewDelivery
 from bridge.wire import loads
 from tests.conftest import ROOT, TESTS
 
@@ -105,3 +108,116 @@ def test_bad_usage_exits_2() -> None:
     with pytest.raises(SystemExit) as caught:
         main(["sandbox", "--fail-rate", "2"])
     assert caught.value.code == 2
+
+
+# -- bridge events: find, dismiss, purge ----------------------------------------------
+
+
+async def _failed_orders(database: Path) -> dict[str, int]:
+    """Order #3044 dead on its currency (PO SH-#3044), #3045 rejected, #3046 still waiting."""
+    store = open_store(StoreConfig(url=f"sqlite:///{database}", durability="normal"))
+    await store.migrate()
+    ids = {}
+    for number, status, reason in (
+        (3044, DEAD, "currency EUR, the source takes USD"),
+        (3045, REJECTED, "line_items is not a list"),
+        (3046, None, None),
+    ):
+        delivery = NewDelivery(
+            "shopify",
+            f"d{number}",
+            "acme.myshopify.com",
+            "orders/create",
+            {},
+            b"{}",
+            order_id=str(number),
+            order_name=f"#{number}",
+        )
+        event, _ = await store.record(delivery)
+        ids[str(number)] = event.id
+        if status is None:
+            continue
+        claimed = await store.claim(event.id, "test", 60)
+        assert claimed is not None
+        keys = [f"SH-#{number}"]
+        assert await store.finish(event.id, claimed.generation, status, reason=reason, keys=keys)
+    await store.close()
+    return ids
+
+
+def test_events_list_finds_an_order_by_any_key_and_counts_by_status(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = asyncio.run(_failed_orders(isolated / "bridge.db"))
+    for ref in ("3044", "#3044", "sh-#3044"):
+        assert main(["events", "list", "--order", ref]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[1].split()[0] == str(ids["3044"]) and "dead" in out[1], out
+        assert out[-1] == "1 matching: 1 dead"
+    assert main(["events", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "3 matching: 1 received, 1 dead, 1 rejected"
+    )
+    assert main(["events", "list", "--limit", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == f"next page: --before {ids['3046']}"
+    assert out[-2] == "3 matching: 1 received, 1 dead, 1 rejected; shown 1"
+    assert main(["events", "list", "--search", "EUR", "--json"]) == 0
+    listed = loads(capsys.readouterr().out)
+    assert [e["event_id"] for e in listed["data"]] == [ids["3044"]]
+    assert listed["counts"] == {"dead": 1} and listed["next_before"] is None
+    assert main(["events", "list", "--shop", "other.myshopify.com"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "0 matching: none"
+
+
+@pytest.mark.parametrize(
+    "argv,named",
+    [
+        (["events", "list", "--source", "nope"], "source 'nope'"),
+        (["events", "list", "--status", "gone"], "status must be one of"),
+        (["events", "list", "--until", "soon"], "until 'soon'"),
+        (["events", "dismiss", "1", "--reason", " "], "needs a reason"),
+        (["events", "dismiss", "--reason", "x"], "IDs or --status"),
+        (["events", "dismiss", "1", "--source", "shopify", "--reason", "x"], "go with --status"),
+        (["events", "purge", "--status", "dismissed"], "--before"),
+        (["events", "purge", "--before", "2d"], "goes with --status"),
+    ],
+)
+def test_events_arguments_that_name_nothing_usable_exit_2_in_one_line(
+    isolated: Path, capsys: pytest.CaptureFixture[str], argv: list[str], named: str
+) -> None:
+    assert main(["migrate"]) == 0
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert named in err and err.count("\n") == 1, err
+
+
+def test_events_dismiss_clears_the_dead_and_replay_revives_them(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = asyncio.run(_failed_orders(isolated / "bridge.db"))
+    reason = "EUR orders are invoiced by hand"
+    dry = ["events", "dismiss", "--status", "dead", "--reason", reason, "--dry-run"]
+    assert main(dry) == 0
+    assert capsys.readouterr().out.startswith(f"would dismiss event {ids['3044']} (dead:")
+    assert main(["events", "list", "--status", "dead", "--json"]) == 0
+    assert len(loads(capsys.readouterr().out)["data"]) == 1  # a dry run changes nothing
+    assert main(["events", "dismiss", "--status", "dead", "--reason", reason]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "dismissed 1 events"
+    assert main(["events", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "3 matching: 1 received, 1 rejected, 1 dismissed"
+    )
+    assert main(["events", "dismiss", str(ids["3046"]), "--reason", reason]) == 1
+    assert "only dead or rejected events are dismissed" in capsys.readouterr().err
+    assert main(["events", "show", str(ids["3044"])]) == 0
+    shown = loads(capsys.readouterr().out)
+    assert shown["status"] == "dismissed" and shown["reason"] == reason
+    assert [step["outcome"] for step in shown["history"]] == ["dead", "dismissed"]
+    assert main(["events", "purge", "--status", "dismissed", "--before", "2099-01-01"]) == 0
+    assert "purged the payloads of 1 dismissed events" in capsys.readouterr().out
+    assert main(["events", "replay", "--status", "dismissed"]) == 0
+    assert "replayed event" in capsys.readouterr().out
+    assert main(["events", "list", "--status", "received", "--json"]) == 0
+    assert len(loads(capsys.readouterr().out)["data"]) == 2

@@ -105,7 +105,7 @@ def test_while_luminous_is_down_events_wait_and_complete_by_themselves(
     assert [a.status_code for a in answers] == [202] * 5, [a.text for a in answers]
 
     tried_enough = wait_until(
-        lambda: all(e["attempts"] > 3 for e in pair.events()), timeout=20, interval=0.3
+        lambda: all(e["retries"] > 3 for e in pair.events()), timeout=20, interval=0.3
     )
     events = pair.events()
     assert tried_enough, events

@@ -250,11 +250,19 @@ def all_finished(rig: Rig, expected: int) -> list[dict[str, Any]] | None:
 
 def invoices_created_by(bridge: Process) -> int:
     """Invoices this replica's worker created (not adopted as an order's duplicate)."""
-    lines = bridge.output().splitlines()
-    return sum(
-        "bridge.worker" in line and " invoice=" in line and "duplicate_of=" not in line
-        for line in lines
-    )
+    created = 0
+    for line in bridge.output().splitlines():  # JSON lines: the bridge's stderr is no terminal
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        created += (
+            isinstance(record, dict)
+            and record.get("logger") == "bridge.worker"
+            and record.get("status") == "created"
+            and "duplicate_of" not in record
+        )
+    return created
 
 
 @pytest.mark.slow

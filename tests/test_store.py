@@ -23,13 +23,16 @@ from bridge.store import PostgresStore, SQLiteStore, Store, open_store
 from bridge.store.base import (
     CREATED,
     DEAD,
+    DISMISSED,
     PROCESSING,
     RECEIVED,
     REJECTED,
     RETRYING,
     SCHEMA_VERSION,
     SKIPPED,
+    Backlog,
     Event,
+    EventFilter,
     NewDelivery,
     OrderClaim,
     OrderKey,
@@ -212,7 +215,7 @@ async def test_replay_puts_dead_and_rejected_back_and_keeps_history(store: Store
     assert replayed.started_at >= event.received_at
     outcomes = [step.outcome for step in await store.history(event.id)]
     assert outcomes == [DEAD, "replayed"]
-    with pytest.raises(StoreError, match="only dead or rejected"):
+    with pytest.raises(StoreError, match="only dead, rejected or dismissed"):
         await store.replay(event.id)
     with pytest.raises(StoreError, match="does not exist"):
         await store.replay(12345)
@@ -380,6 +383,163 @@ async def test_duplicate_flags_are_set_replaced_and_listed(store: Store) -> None
     assert cleared.summary()["possible_duplicate"] is None
     assert cleared.summary()["extra_invoice_ids"] is None
     assert await store.list_events(flagged=True) == []
+
+
+# -- finding and settling events by hand ---------------------------------------------
+
+
+def order_delivery(key: str, order_id: str, name: str | None, shop: str = "acme") -> NewDelivery:
+    return NewDelivery(
+        "shopify", key, shop, "orders/create", {}, b"{}", order_id=order_id, order_name=name
+    )
+
+
+async def ended(store: Store, event: Event, status: str, reason: str, **extra: object) -> None:
+    claimed = await store.claim(event.id, "w", LEASE)
+    assert claimed is not None
+    assert await store.finish(event.id, claimed.generation, status, reason=reason, **extra)
+
+
+async def found(store: Store, **where: object) -> list[int]:
+    return [event.id for event in await store.list_events(where=EventFilter(**where))]
+
+
+async def test_an_order_is_found_by_every_key_a_person_knows(store: Store) -> None:
+    invoiced, _ = await store.record(order_delivery("k1", "820982911946154508", "#3044"))
+    claimed = await store.claim(invoiced.id, "w", LEASE)
+    assert claimed is not None
+    key = OrderKey("shopify", "", "820982911946154508")
+    keys = ["SH-#3044", "Buyer@Example.com", "TEE-RED-M"]
+    assert (
+        await store.claim_order(key, claimed.id, claimed.generation, LEASE, "#3044", keys)
+    ).acquired
+    assert await store.complete(claimed.id, claimed.generation, key, 9_000_000_000_001)
+    # Dead on its totals before any order claim: the record and `finish` know its order.
+    dead, _ = await store.record(order_delivery("k2", "77", None))
+    await ended(
+        store,
+        dead,
+        DEAD,
+        "totals do not reconcile: 79.28 vs 80.00",
+        order_name="#3045",
+        keys=["SH-#3045", "MUG-1"],
+    )
+    other, _ = await store.record(order_delivery("k3", "30440", "#30440"))
+    for ref in (
+        "#3044",
+        "3044",
+        "sh-#3044",
+        "820982911946154508",
+        "buyer@example.COM",
+        "tee-red-m",
+        " 9000000000001 ",
+    ):
+        assert await found(store, order=ref) == [invoiced.id], ref
+    for ref in ("#3045", "3045", "SH-#3045", "mug-1", "77"):
+        assert await found(store, order=ref) == [dead.id], ref
+    assert await found(store, order="30440") == [other.id]  # whole keys only
+    assert await found(store, order="304") == []
+    assert await found(store, order="%") == [] and await found(store, order="_044") == []
+    stored = await store.get(dead.id)
+    assert stored is not None and (stored.order_id, stored.order_name) == ("77", "#3045")
+    # Free text: any part of a key, or of the reason.
+    assert await found(store, text="RECONCILE: 79.28") == [dead.id]
+    assert await found(store, text="304") == [other.id, dead.id, invoiced.id]
+    assert await found(store, text="example.com") == [invoiced.id]
+    assert await found(store, text="100%") == []
+
+
+async def test_events_are_filtered_paged_and_counted(store: Store) -> None:
+    ids = []
+    for number in range(5):
+        shop = "beta" if number % 2 else "acme"
+        event, _ = await store.record(order_delivery(f"p{number}", str(number), None, shop))
+        ids.append(event.id)
+    await ended(store, (await store.get(ids[0])), REJECTED, "no line items")  # type: ignore[arg-type]
+    newest_first = ids[::-1]
+    assert await found(store) == newest_first
+    page = await store.list_events(where=EventFilter(), limit=2)
+    assert [e.id for e in page] == newest_first[:2]
+    assert await found(store, before=page[-1].id) == newest_first[2:]
+    assert await found(store, shop="beta") == [ids[3], ids[1]]
+    assert await found(store, until=time.time() - 60) == []
+    assert await found(store, since=time.time() - 60, until=time.time() + 60) == newest_first
+    assert await found(store, status=REJECTED, source="shopify") == [ids[0]]
+    assert await found(store, source="woocommerce") == []
+    assert await store.count_events(EventFilter()) == {RECEIVED: 4, REJECTED: 1}
+    assert await store.count_events(EventFilter(shop="acme")) == {RECEIVED: 2, REJECTED: 1}
+    assert await store.known_source("shopify") and not await store.known_source("woocommerce")
+
+
+async def test_dismiss_settles_dead_and_rejected_by_hand_and_replay_revives(store: Store) -> None:
+    dead, _ = await store.record(order_delivery("x1", "1", "#1"))
+    await ended(store, dead, DEAD, "currency EUR, the source takes USD")
+    waiting, _ = await store.record(order_delivery("x2", "2", "#2"))
+    dismissed = await store.dismiss(dead.id, "EUR orders are invoiced by hand")
+    assert dismissed.status == DISMISSED and dismissed.reason == "EUR orders are invoiced by hand"
+    assert dismissed.finished
+    step = (await store.history(dead.id))[-1]
+    assert step.outcome == "dismissed" and "was dead: currency EUR" in (step.detail or "")
+    assert await found(store, text="currency eur") == [dead.id]  # its failure stays findable
+    assert await store.counts() == {DISMISSED: 1, RECEIVED: 1}
+    for refused in (dead.id, waiting.id):
+        with pytest.raises(StoreError, match="only dead or rejected events are dismissed"):
+            await store.dismiss(refused, "again")
+    with pytest.raises(StoreError, match="does not exist"):
+        await store.dismiss(999, "nothing")
+    replayed = await store.replay(dead.id)
+    assert replayed.status == RECEIVED
+    assert [s.outcome for s in await store.history(dead.id)] == [DEAD, "dismissed", "replayed"]
+
+
+async def test_purge_by_status_drops_only_those_payloads(store: Store) -> None:
+    first, _ = await store.record(order_delivery("y1", "1", None))
+    second, _ = await store.record(order_delivery("y2", "2", None))
+    for event in (first, second):
+        await ended(store, event, DEAD, "unknown SKU")
+    await store.dismiss(first.id, "handled")
+    assert await store.purge_payloads(time.time() + 1, [DISMISSED]) == 1
+    assert (await store.get(first.id)).body is None  # type: ignore[union-attr]
+    assert (await store.get(second.id)).body == b"{}"  # type: ignore[union-attr]
+    assert await store.purge_payloads(time.time() + 1) == 0  # retention keeps dead ones
+
+
+async def test_the_request_sent_and_every_wait_are_kept(store: Store) -> None:
+    event = await taken(store)
+    key = OrderKey("shopify", "", "1")
+    assert (await store.claim_order(key, event.id, event.generation, LEASE)).acquired
+    sent = '{"company_id": 42, "items": [{"product_id": 7, "quantity": 1}]}'
+    assert await store.mark_sent(key, event.id, event.generation, request=sent)
+    assert await store.defer(
+        event.id,
+        event.generation,
+        delay=15.0,
+        reason="an earlier send",
+        counted=False,
+        step="waiting",
+    )
+    kept = await store.get(event.id)
+    assert kept is not None and kept.sent_request == sent and kept.attempts == 0
+    [step] = await store.history(event.id)
+    assert (step.outcome, step.detail, step.delay) == ("waiting", "an earlier send", 15.0)
+    assert kept.summary()["attempts"] == 1  # taken up once
+
+
+async def test_backlog_counts_unfinished_events_and_the_oldest(store: Store) -> None:
+    assert await store.backlog() == Backlog(0, None)
+    first, _ = await store.record(delivery("b1"))
+    second = await taken(store, "b2")
+    done, _ = await store.record(delivery("b3"))
+    await ended(store, done, SKIPPED, "test order")
+    backlog = await store.backlog()
+    assert backlog.depth == 2 and backlog.oldest_received_at == first.received_at
+    assert second.status == PROCESSING
+
+
+async def test_a_secret_is_made_once_and_kept(store: Store) -> None:
+    first = await store.secret("status_url")
+    assert len(first) == 64 and await store.secret("status_url") == first
+    assert await store.secret("other") != first
 
 
 # -- the lease clock ------------------------------------------------------------------

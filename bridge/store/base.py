@@ -8,26 +8,46 @@ worker from sending while the first still may.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-SCHEMA_VERSION = 3  # the highest migration in bridge/store/migrations/<dialect>/
+SCHEMA_VERSION = 4  # the highest migration in bridge/store/migrations/<dialect>/
 
-RECEIVED = "received"
-PROCESSING = "processing"
-RETRYING = "retrying"
-CREATED = "created"
-SKIPPED = "skipped"
-DEAD = "dead"
-REJECTED = "rejected"
-TAGGED = "tagged"  # a later event (cancellation, refund) tagged the order's invoice
 
-STATUSES = (RECEIVED, PROCESSING, RETRYING, CREATED, SKIPPED, DEAD, REJECTED, TAGGED)
-FINISHED = frozenset({CREATED, SKIPPED, DEAD, REJECTED, TAGGED})
-REPLAYABLE = frozenset({DEAD, REJECTED})
+class Status(enum.StrEnum):
+    """An event's state; a `str`, so stored and compared as its value."""
+
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    RETRYING = "retrying"
+    CREATED = "created"
+    SKIPPED = "skipped"
+    DEAD = "dead"
+    REJECTED = "rejected"
+    TAGGED = "tagged"  # a later event (cancellation, refund) tagged the order's invoice
+    DISMISSED = "dismissed"  # dead or rejected, then marked as handled by hand
+
+
+RECEIVED = Status.RECEIVED
+PROCESSING = Status.PROCESSING
+RETRYING = Status.RETRYING
+CREATED = Status.CREATED
+SKIPPED = Status.SKIPPED
+DEAD = Status.DEAD
+REJECTED = Status.REJECTED
+TAGGED = Status.TAGGED
+DISMISSED = Status.DISMISSED
+
+STATUSES = tuple(Status)
+FINISHED = frozenset({CREATED, SKIPPED, DEAD, REJECTED, TAGGED, DISMISSED})
+UNFINISHED = frozenset(STATUSES) - FINISHED
+DISMISSABLE = frozenset({DEAD, REJECTED})
+REPLAYABLE = frozenset({DEAD, REJECTED, DISMISSED})
+PURGED_BY_RETENTION = (CREATED, SKIPPED, TAGGED)  # dead and rejected keep theirs for a replay
 
 
 def utc(timestamp: float | None) -> str | None:
@@ -50,6 +70,34 @@ class NewDelivery:
     body: bytes
     order_id: str | None = None  # when the payload names its order
     order_name: str | None = None
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events `list_events` and `count_events` take; every field left out matches all.
+
+    `order` is one whole search key (order id, name with or without `#`, PO number, e-mail,
+    invoice id, SKU), `text` any part of a key or of the reason; `before` is an event id,
+    the cursor of the next page (newest first).
+    """
+
+    status: str | None = None
+    source: str | None = None
+    shop: str | None = None
+    order: str | None = None
+    text: str | None = None
+    since: float | None = None
+    until: float | None = None
+    before: int | None = None
+    flagged: bool = False
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Unfinished events: how many, and when the oldest of them was received."""
+
+    depth: int
+    oldest_received_at: float | None
 
 
 @dataclass(frozen=True)
@@ -78,12 +126,18 @@ class Event:
     lease_until: float | None = None  # on the store's lease clock, not the wall clock
     possible_duplicate: str | None = None  # why a send may have landed twice
     extra_invoice_ids: list[int] = field(default_factory=list)  # more invoices for the order
+    sent_request: str | None = None  # JSON: the invoice request as last sent, ids resolved
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def order_ref(self) -> str | None:
+        """The order as people name it: its name (#1001), else its id."""
+        return self.order_name or self.order_id
 
     def summary(self) -> dict[str, Any]:
         """The event without its payload, as admin answers and `bridge events` show it."""
@@ -99,7 +153,10 @@ class Event:
             "duplicate_of": self.duplicate_of,
             "reason": self.reason,
             "details": self.details or None,
-            "attempts": self.attempts,
+            # Every time a worker took the event up, across replays; `retries` is what counts
+            # towards `retry.max_attempts` since it was received or last replayed.
+            "attempts": self.generation,
+            "retries": self.attempts,
             "generation": self.generation,
             "possible_duplicate": self.possible_duplicate,
             "extra_invoice_ids": self.extra_invoice_ids or None,
@@ -208,9 +265,18 @@ class Store(ABC):
         since: float | None = None,
         flagged: bool = False,
         limit: int = 100,
+        where: EventFilter | None = None,
     ) -> list[Event]:
-        """Newest first; `order` matches the order id or name; `flagged`: only events with a
-        duplicate flag."""
+        """Newest first; `order` matches any of the order's search keys (see `EventFilter`);
+        `flagged`: only events with a duplicate flag. `where` gives every filter at once."""
+
+    @abstractmethod
+    async def count_events(self, where: EventFilter) -> dict[str, int]:
+        """How many events match, by status (the limit aside)."""
+
+    @abstractmethod
+    async def known_source(self, source: str) -> bool:
+        """Whether any event of `source` was ever recorded."""
 
     @abstractmethod
     async def claim(self, event_id: int, owner: str, lease: float) -> Event | None:
@@ -247,8 +313,14 @@ class Store(ABC):
         reason: str | None = None,
         details: list[dict[str, str]] | None = None,
         invoice_id: int | None = None,
+        order_id: str | None = None,
+        order_name: str | None = None,
+        keys: Sequence[str] = (),
     ) -> bool:
-        """End an event skipped, dead, rejected or tagged; False if the claim was lost."""
+        """End an event skipped, dead, rejected or tagged; False if the claim was lost.
+
+        `order_id`/`order_name` fill in an order the record did not know; `keys` are more
+        search keys (a PO number, an e-mail, SKUs)."""
 
     @abstractmethod
     async def defer(
@@ -259,8 +331,10 @@ class Store(ABC):
         delay: float,
         reason: str,
         counted: bool = True,
+        step: str | None = None,
     ) -> bool:
-        """Put an event back as `retrying` for `delay` seconds; `counted` adds an attempt."""
+        """Put an event back as `retrying` for `delay` seconds; `counted` adds an attempt;
+        `step` also writes the attempt to the history (reason and delay with it)."""
 
     @abstractmethod
     async def release(self, event_id: int, generation: int) -> bool:
@@ -274,6 +348,7 @@ class Store(ABC):
         generation: int,
         lease: float,
         order_name: str | None = None,
+        keys: Sequence[str] = (),
     ) -> OrderClaim:
         """Bind the event to its order and try to take the right to send its invoice.
 
@@ -282,9 +357,15 @@ class Store(ABC):
 
     @abstractmethod
     async def mark_sent(
-        self, key: OrderKey, event_id: int, generation: int, sent: bool = True
+        self,
+        key: OrderKey,
+        event_id: int,
+        generation: int,
+        sent: bool = True,
+        request: str | None = None,
     ) -> bool:
-        """Record that a send is (or is no longer) of unknown outcome, before/after it.
+        """Record that a send is (or is no longer) of unknown outcome, before/after it;
+        `request` (JSON) is kept on the event as the request about to be sent.
 
         Requires that the claim still stands and its lease has not lapsed; False means it
         does not, and the caller must not send: another worker may have the event now.
@@ -317,7 +398,9 @@ class Store(ABC):
         """Set (replace) the event's duplicate flags, whoever holds it now."""
 
     @abstractmethod
-    async def set_order(self, event_id: int, order_id: str, order_name: str | None) -> None:
+    async def set_order(
+        self, event_id: int, order_id: str, order_name: str | None, keys: Sequence[str] = ()
+    ) -> None:
         """Remember which order an event is about (for listing and `--order`)."""
 
     @abstractmethod
@@ -361,12 +444,27 @@ class Store(ABC):
 
     @abstractmethod
     async def replay(self, event_id: int) -> Event:
-        """Put a dead or rejected event back to `received`, keeping its history."""
+        """Put a dead, rejected or dismissed event back to `received`, keeping its history."""
 
     @abstractmethod
-    async def purge_payloads(self, older_than: float) -> int:
-        """Drop payloads of finished (created/skipped/tagged) events older than a Unix time."""
+    async def dismiss(self, event_id: int, reason: str) -> Event:
+        """Mark a dead or rejected event as handled by hand (`dismissed`), with why."""
+
+    @abstractmethod
+    async def purge_payloads(
+        self, older_than: float, statuses: Collection[str] = PURGED_BY_RETENTION
+    ) -> int:
+        """Drop payloads of events in `statuses` last changed before a Unix time."""
 
     @abstractmethod
     async def counts(self) -> dict[str, int]:
         """Number of events in each status."""
+
+    @abstractmethod
+    async def backlog(self) -> Backlog:
+        """The unfinished events: how many, and the oldest one's age."""
+
+    @abstractmethod
+    async def secret(self, name: str) -> str:
+        """A random secret kept in the store under `name`, made on first use; replicas
+        sharing the store share it."""

@@ -11,7 +11,7 @@
 -- (PostgreSQL refuses to run a prepared `SELECT *` whose row type changed under it).
 id, source, delivery_key, shop, topic, status, received_at, updated_at, started_at, order_id,
 order_name, reason, details, invoice_id, duplicate_of, attempts, next_attempt_at, generation,
-lease_owner, lease_until, possible_duplicate, extra_invoice_ids, headers, body
+lease_owner, lease_until, possible_duplicate, extra_invoice_ids, sent_request, headers, body
 
 -- name: lease_lapsed
 -- Once the lease clock has passed it, or when it was taken in another boot.
@@ -42,10 +42,10 @@ lease_owner = NULL, lease_until = NULL, lease_boot = NULL, updated_at = %(now)s 
 SELECT 1 AS held FROM events WHERE {holds} AND NOT {lease_lapsed}
 
 -- name: record
-INSERT INTO events (source, delivery_key, shop, topic, order_id, order_name, status,
-                    received_at, updated_at, started_at, headers, body)
+INSERT INTO events (source, delivery_key, shop, topic, order_id, order_name, search_keys,
+                    status, received_at, updated_at, started_at, headers, body)
 VALUES (%(source)s, %(delivery_key)s, %(shop)s, %(topic)s, %(order_id)s, %(order_name)s,
-        'received', %(now)s, %(now)s, %(now)s, %(headers)s, %(body)s)
+        %(search_keys)s, 'received', %(now)s, %(now)s, %(now)s, %(headers)s, %(body)s)
 ON CONFLICT (source, delivery_key) DO NOTHING
 RETURNING {event_columns}
 
@@ -58,7 +58,7 @@ SELECT {event_columns} FROM events WHERE id = %(event_id)s
 -- name: lock_event
 -- Writers lock an event's row before its order's (claim_order, renew, complete), never the
 -- other way round, so two of them cannot deadlock.
-SELECT status FROM events WHERE id = %(event_id)s FOR UPDATE
+SELECT status, reason, search_keys FROM events WHERE id = %(event_id)s FOR UPDATE
 
 -- name: history
 SELECT event_id, number, at, outcome, detail, delay FROM attempts
@@ -91,7 +91,9 @@ WHERE event_id = %(event_id)s AND invoice_id IS NULL
 
 -- name: finish
 UPDATE events SET status = %(status)s, reason = %(reason)s, details = %(details)s,
-    invoice_id = %(invoice_id)s, next_attempt_at = NULL, {settle}
+    invoice_id = %(invoice_id)s, next_attempt_at = NULL, search_keys = %(search_keys)s,
+    order_id = COALESCE(order_id, %(order_id)s), order_name = COALESCE(order_name, %(order_name)s),
+    {settle}
 
 -- name: defer
 UPDATE events SET status = 'retrying', reason = %(reason)s, attempts = attempts + %(counted)s,
@@ -103,10 +105,13 @@ UPDATE events SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'received
 
 -- name: created
 UPDATE events SET status = 'created', invoice_id = %(invoice_id)s,
-    duplicate_of = %(duplicate_of)s, reason = NULL, next_attempt_at = NULL, {settle}
+    duplicate_of = %(duplicate_of)s, reason = NULL, next_attempt_at = NULL,
+    search_keys = %(search_keys)s, {settle}
 
 -- name: set_order
-UPDATE events SET order_id = %(order_id)s, order_name = %(order_name)s WHERE id = %(event_id)s
+UPDATE events SET order_id = %(order_id)s, order_name = %(order_name)s,
+    search_keys = %(search_keys)s
+WHERE id = %(event_id)s
 
 -- name: flag
 UPDATE events SET possible_duplicate = %(possible_duplicate)s,
@@ -115,7 +120,9 @@ WHERE id = %(event_id)s
 
 -- name: bind_order
 -- Under the claim only; its row lock comes before the order's (see lock_event).
-UPDATE events SET order_id = %(order_id)s, order_name = %(order_name)s WHERE {holds}
+UPDATE events SET order_id = %(order_id)s, order_name = %(order_name)s,
+    search_keys = %(search_keys)s
+WHERE {holds}
 
 -- name: lock_lease
 {holding} FOR UPDATE
@@ -142,6 +149,9 @@ SELECT invoice_id, event_id FROM orders WHERE {order_key}
 UPDATE orders SET sent = %(sent)s, sent_at = %(sent_at)s, sent_boot = %(sent_boot)s
 WHERE {order_key} AND event_id = %(event_id)s AND invoice_id IS NULL
 
+-- name: keep_request
+UPDATE events SET sent_request = %(request)s WHERE {holds}
+
 -- name: record_invoice
 -- An invoice already recorded is never overwritten, whatever another replica commits at
 -- the same moment. `total` is the order's total as invoiced, for reconcile.
@@ -162,13 +172,54 @@ UPDATE events SET status = 'received', attempts = 0, next_attempt_at = NULL,
 WHERE id = %(event_id)s
 RETURNING {event_columns}
 
+-- name: dismiss
+-- The reason it failed stays in the history; the event now says why it was let go.
+UPDATE events SET status = 'dismissed', reason = %(reason)s, next_attempt_at = NULL,
+    updated_at = %(now)s, search_keys = %(search_keys)s
+WHERE id = %(event_id)s
+RETURNING {event_columns}
+
 -- name: purge_payloads
 UPDATE events SET body = NULL
-WHERE body IS NOT NULL AND status IN ('created', 'skipped', 'tagged')
-  AND updated_at < %(older_than)s
+WHERE body IS NOT NULL AND status IN %(statuses)s AND updated_at < %(older_than)s
 
 -- name: counts
 SELECT status, COUNT(*) AS n FROM events GROUP BY status
+
+-- name: backlog
+-- On the events_due index: only unfinished rows are read.
+SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM events
+WHERE status IN ('received', 'processing', 'retrying')
+
+-- name: known_source
+SELECT 1 AS found FROM events WHERE source = %(source)s LIMIT 1
+
+-- name: matching
+-- The filters of list_events and count_events; a filter given as NULL matches every event
+-- (the casts tell PostgreSQL a NULL's type). Search patterns are lower-cased by the caller
+-- (bridge/store/search.py); reasons are lower-cased here, which SQLite does for ASCII only.
+WHERE (CAST(%(status)s AS TEXT) IS NULL OR status = %(status)s)
+  AND (CAST(%(source)s AS TEXT) IS NULL OR source = %(source)s)
+  AND (CAST(%(shop)s AS TEXT) IS NULL OR shop = %(shop)s)
+  AND (CAST(%(order)s AS TEXT) IS NULL OR search_keys LIKE %(order)s ESCAPE '\')
+  AND (CAST(%(text)s AS TEXT) IS NULL OR search_keys LIKE %(text)s ESCAPE '\'
+       OR lower(reason) LIKE %(text)s ESCAPE '\')
+  AND (CAST(%(since)s AS DOUBLE PRECISION) IS NULL OR received_at >= %(since)s)
+  AND (CAST(%(until)s AS DOUBLE PRECISION) IS NULL OR received_at < %(until)s)
+  AND (CAST(%(before)s AS BIGINT) IS NULL OR id < %(before)s)
+  AND (%(flagged)s = 0 OR possible_duplicate IS NOT NULL OR extra_invoice_ids IS NOT NULL)
+
+-- name: list_events
+SELECT {event_columns} FROM events {matching} ORDER BY id DESC LIMIT %(limit)s
+
+-- name: count_events
+SELECT status, COUNT(*) AS n FROM events {matching} GROUP BY status
+
+-- name: meta_value
+SELECT value FROM meta WHERE key = %(key)s
+
+-- name: add_meta
+INSERT INTO meta (key, value) VALUES (%(key)s, %(value)s) ON CONFLICT (key) DO NOTHING
 
 -- name: schema_version
 SELECT value FROM meta WHERE key = 'schema_version'
@@ -198,7 +249,7 @@ SELECT COUNT(*) AS n FROM orders WHERE source = %(source)s AND shop = %(old_shop
 SELECT id, source, delivery_key, shop, topic, status, received_at, updated_at, started_at,
        order_id, order_name, reason, details, invoice_id, duplicate_of, attempts,
        next_attempt_at, generation, lease_owner, lease_until, possible_duplicate,
-       extra_invoice_ids, headers, NULL AS body
+       extra_invoice_ids, sent_request, headers, NULL AS body
 FROM events
 WHERE source = %(source)s AND order_id IN %(order_ids)s
   AND (CAST(%(shop)s AS TEXT) = '' OR shop = %(shop)s)
@@ -212,6 +263,3 @@ WHERE source = %(source)s AND shop = %(shop)s AND order_id IN %(order_ids)s
 -- A running worker's sign of life, for commands that need one (backfill --wait).
 INSERT INTO meta (key, value) VALUES (%(key)s, %(beat)s)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value
-
--- name: meta_value
-SELECT value FROM meta WHERE key = %(key)s

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import secrets
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from decimal import Decimal
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -18,10 +19,14 @@ from bridge.errors import StoreError
 from bridge.store import schema
 from bridge.store.base import (
     CREATED,
+    DISMISSABLE,
     FINISHED,
+    PURGED_BY_RETENTION,
     REPLAYABLE,
     Attempt,
+    Backlog,
     Event,
+    EventFilter,
     NewDelivery,
     OrderClaim,
     OrderKey,
@@ -31,6 +36,7 @@ from bridge.store.base import (
 from bridge.store.clock import Now
 from bridge.store.connector import Connector, Row, Rule, changed, clock, one, rows
 from bridge.store.queries import QUERIES
+from bridge.store.search import key_pattern, merged, text_pattern
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -105,37 +111,25 @@ def _append(
     )
 
 
-def list_query(
-    *,
-    status: str | None,
-    source: str | None,
-    order: str | None,
-    since: float | None,
-    flagged: bool,
-    limit: int,
-) -> tuple[str, dict[str, object]]:
-    """The SELECT behind `list_events`, with only the filters asked for."""
-    clauses: list[str] = []
-    if status:
-        clauses.append("status = %(status)s")
-    if source:
-        clauses.append("source = %(source)s")
-    if order:
-        clauses.append("(order_id = %(order)s OR order_name = %(order)s)")
-    if since is not None:
-        clauses.append("received_at >= %(since)s")
-    if flagged:
-        clauses.append("(possible_duplicate IS NOT NULL OR extra_invoice_ids IS NOT NULL)")
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    params: dict[str, object] = {
-        "status": status,
-        "source": source,
-        "order": order,
-        "since": since,
-        "limit": limit,
+def _matching(where: EventFilter) -> dict[str, object]:
+    """The parameters of queries.sql's `matching` for a filter."""
+    return {
+        "status": where.status,
+        "source": where.source,
+        "shop": where.shop,
+        "order": key_pattern(where.order) if where.order else None,
+        "text": text_pattern(where.text) if where.text else None,
+        "since": where.since,
+        "until": where.until,
+        "before": where.before,
+        "flagged": int(where.flagged),
     }
-    columns = QUERIES["event_columns"]
-    return f"SELECT {columns} FROM events {where} ORDER BY id DESC LIMIT %(limit)s", params
+
+
+def _with_keys(event_id: int, values: Sequence[object]) -> Rule[str | None]:
+    """The event's search keys with `values` added, its row locked (see lock_event)."""
+    row = yield from one("lock_event", event_id=event_id)
+    return merged(row["search_keys"] if row else None, values)
 
 
 class SQLStore(Store):
@@ -171,6 +165,7 @@ class SQLStore(Store):
             topic=delivery.topic,
             order_id=delivery.order_id,
             order_name=delivery.order_name,
+            search_keys=merged(None, (delivery.order_id, delivery.order_name)),
             now=now.wall,
             headers=json.dumps(delivery.headers),
             body=delivery.body,
@@ -203,12 +198,24 @@ class SQLStore(Store):
         since: float | None = None,
         flagged: bool = False,
         limit: int = 100,
+        where: EventFilter | None = None,
     ) -> Rule[list[Event]]:
-        query, params = list_query(
-            status=status, source=source, order=order, since=since, flagged=flagged, limit=limit
-        )
-        found = yield from rows(query, **params)
+        if where is None:
+            where = EventFilter(
+                status=status, source=source, order=order, since=since, flagged=flagged
+            )
+        found = yield from rows(QUERIES["list_events"], **_matching(where), limit=limit)
         return [_event(row) for row in found]
+
+    @reads
+    def count_events(self, where: EventFilter) -> Rule[dict[str, int]]:
+        found = yield from rows(QUERIES["count_events"], **_matching(where))
+        return {row["status"]: row["n"] for row in found}
+
+    @reads
+    def known_source(self, source: str) -> Rule[bool]:
+        found = yield from one("known_source", source=source)
+        return found is not None
 
     @writes
     def claim(self, event_id: int, owner: str, lease: float) -> Rule[Event | None]:
@@ -264,12 +271,16 @@ class SQLStore(Store):
         reason: str | None = None,
         details: list[dict[str, str]] | None = None,
         invoice_id: int | None = None,
+        order_id: str | None = None,
+        order_name: str | None = None,
+        keys: Sequence[str] = (),
     ) -> Rule[bool]:
         if status not in FINISHED - {CREATED}:
             raise ValueError(
                 f"finish() ends events skipped, dead, rejected or tagged, not {status}"
             )
         now = yield from clock()
+        search_keys = yield from _with_keys(event_id, (order_id, order_name, *keys, invoice_id))
         done = yield from changed(
             "finish",
             event_id=event_id,
@@ -278,6 +289,9 @@ class SQLStore(Store):
             reason=reason,
             details=_json(details),
             invoice_id=invoice_id,
+            order_id=order_id,
+            order_name=order_name,
+            search_keys=search_keys,
             now=now.wall,
         )
         if done:
@@ -293,6 +307,7 @@ class SQLStore(Store):
         delay: float,
         reason: str,
         counted: bool = True,
+        step: str | None = None,
     ) -> Rule[bool]:
         now = yield from clock()
         deferred = yield from changed(
@@ -304,6 +319,8 @@ class SQLStore(Store):
             next_attempt_at=now.wall + delay,
             now=now.wall,
         )
+        if deferred and step is not None:  # a lost claim writes no history either
+            yield from _append(event_id, now, step, reason, delay)
         return deferred == 1
 
     @writes
@@ -324,14 +341,17 @@ class SQLStore(Store):
         generation: int,
         lease: float,
         order_name: str | None = None,
+        keys: Sequence[str] = (),
     ) -> Rule[OrderClaim]:
         now = yield from clock()
+        search_keys = yield from _with_keys(event_id, (key.order_id, order_name, *keys))
         bound = yield from changed(
             "bind_order",
             event_id=event_id,
             generation=generation,
             order_id=key.order_id,
             order_name=order_name,
+            search_keys=search_keys,
         )
         if not bound:
             return OrderClaim(acquired=False)
@@ -355,12 +375,21 @@ class SQLStore(Store):
 
     @writes
     def mark_sent(
-        self, key: OrderKey, event_id: int, generation: int, sent: bool = True
+        self,
+        key: OrderKey,
+        event_id: int,
+        generation: int,
+        sent: bool = True,
+        request: str | None = None,
     ) -> Rule[bool]:
         now = yield from clock()
         held = yield from one("lock_lease", event_id=event_id, generation=generation, **_times(now))
         if not held:
             return False
+        if request is not None:
+            yield from changed(
+                "keep_request", event_id=event_id, generation=generation, request=request
+            )
         marked = yield from changed(
             "mark_sent",
             **_order(key),
@@ -381,7 +410,7 @@ class SQLStore(Store):
         total: Decimal | None = None,
     ) -> Rule[tuple[bool, int]]:
         now = yield from clock()
-        yield from one("lock_event", event_id=event_id)
+        search_keys = yield from _with_keys(event_id, (invoice_id,))
         row = yield from one(
             "record_invoice",
             **_order(key),
@@ -400,6 +429,7 @@ class SQLStore(Store):
             generation=generation,
             invoice_id=final_invoice,
             duplicate_of=original if original != event_id else None,
+            search_keys=merged(search_keys, (final_invoice,)),
             now=now.wall,
         )
         if settled:
@@ -423,8 +453,17 @@ class SQLStore(Store):
         )
 
     @writes
-    def set_order(self, event_id: int, order_id: str, order_name: str | None) -> Rule[None]:
-        yield from changed("set_order", event_id=event_id, order_id=order_id, order_name=order_name)
+    def set_order(
+        self, event_id: int, order_id: str, order_name: str | None, keys: Sequence[str] = ()
+    ) -> Rule[None]:
+        search_keys = yield from _with_keys(event_id, (order_id, order_name, *keys))
+        yield from changed(
+            "set_order",
+            event_id=event_id,
+            order_id=order_id,
+            order_name=order_name,
+            search_keys=search_keys,
+        )
 
     @reads
     def invoice_for(self, key: OrderKey) -> Rule[int | None]:
@@ -495,7 +534,8 @@ class SQLStore(Store):
             raise StoreError(f"event {event_id} does not exist")
         if row["status"] not in REPLAYABLE:
             raise StoreError(
-                f"event {event_id} is {row['status']}; only dead or rejected events replay"
+                f"event {event_id} is {row['status']}; only dead, rejected or dismissed "
+                "events replay"
             )
         updated = yield from one("replay", event_id=event_id, now=now.wall)
         assert updated is not None  # locked above
@@ -503,11 +543,52 @@ class SQLStore(Store):
         return _event(updated)
 
     @writes
-    def purge_payloads(self, older_than: float) -> Rule[int]:
-        purged = yield from changed("purge_payloads", older_than=older_than)
+    def dismiss(self, event_id: int, reason: str) -> Rule[Event]:
+        now = yield from clock()
+        row = yield from one("lock_event", event_id=event_id)
+        if row is None:
+            raise StoreError(f"event {event_id} does not exist")
+        if row["status"] not in DISMISSABLE:
+            raise StoreError(
+                f"event {event_id} is {row['status']}; only dead or rejected events are dismissed"
+            )
+        updated = yield from one(
+            "dismiss",
+            event_id=event_id,
+            reason=reason,
+            # What it failed on stays findable by its text.
+            search_keys=merged(row["search_keys"], (row["reason"],)),
+            now=now.wall,
+        )
+        assert updated is not None  # locked above
+        yield from _append(
+            event_id, now, "dismissed", f"{reason} (was {row['status']}: {row['reason']})"
+        )
+        return _event(updated)
+
+    @writes
+    def purge_payloads(
+        self, older_than: float, statuses: Collection[str] = PURGED_BY_RETENTION
+    ) -> Rule[int]:
+        purged = yield from changed(
+            "purge_payloads", older_than=older_than, statuses=tuple(statuses)
+        )
         return purged
 
     @reads
     def counts(self) -> Rule[dict[str, int]]:
         found = yield from rows(QUERIES["counts"])
         return {row["status"]: row["n"] for row in found}
+
+    @reads
+    def backlog(self) -> Rule[Backlog]:
+        row = yield from one("backlog")
+        return Backlog(int(row["n"]), row["oldest"]) if row else Backlog(0, None)
+
+    @writes
+    def secret(self, name: str) -> Rule[str]:
+        # Of replicas making it at once, the first insert wins and all read that one.
+        yield from changed("add_meta", key=name, value=secrets.token_hex(32))
+        row = yield from one("meta_value", key=name)
+        assert row is not None  # inserted above, or already there
+        return str(row["value"])

@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS events (
     lease_boot      text,
     possible_duplicate text,                    -- why a send may have landed twice
     extra_invoice_ids  json,                    -- list: more Luminous invoices for the order
+    search_keys     text,                       -- one per line: how the event is found
+    sent_request    json,                       -- the invoice request as last sent, ids resolved
     UNIQUE (source, delivery_key)
 );
 

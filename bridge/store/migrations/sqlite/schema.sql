@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS events (
     lease_boot      TEXT,              -- the boot lease_until was measured in
     possible_duplicate TEXT,           -- why a send may have landed twice
     extra_invoice_ids  TEXT,           -- JSON list: more Luminous invoices for the order
+    search_keys     TEXT,              -- one per line: how the event is found (store/search.py)
+    sent_request    TEXT,              -- JSON: the invoice request as last sent, ids resolved
     UNIQUE (source, delivery_key)
 );
 
