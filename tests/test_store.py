@@ -536,6 +536,31 @@ async def test_backlog_counts_unfinished_events_and_the_oldest(store: Store) -> 
     assert second.status == PROCESSING
 
 
+async def test_the_oldest_unfinished_event_is_the_first_received(store: Store) -> None:
+    assert await store.oldest_unfinished() is None
+    done, _ = await store.record(order_delivery("o1", "1", "#1"))
+    await ended(store, done, DEAD, "unknown SKU")
+    first, _ = await store.record(order_delivery("o2", "2", "#2"))
+    await taken(store, "o3")
+    oldest = await store.oldest_unfinished()
+    assert oldest is not None and (oldest.id, oldest.order_name) == (first.id, "#2")
+    await ended(store, first, SKIPPED, "test order")
+    after = await store.oldest_unfinished()
+    assert after is not None and after.status == PROCESSING
+
+
+async def test_received_by_hour_counts_whole_hours_since_a_time_by_status(store: Store) -> None:
+    for key in ("h1", "h2", "h3"):
+        await store.record(delivery(key))
+    dead, _ = await store.record(delivery("h4"))
+    await ended(store, dead, DEAD, "unknown SKU")
+    now = time.time()
+    # 5 h 50 min ago: hour 5, not 6 (a rounding cast would say 6).
+    assert await store.received_by_hour(now - 5 * 3600 - 3000) == {5: {RECEIVED: 3, DEAD: 1}}
+    assert await store.received_by_hour(now - 600) == {0: {RECEIVED: 3, DEAD: 1}}
+    assert await store.received_by_hour(now + 60) == {}
+
+
 async def test_a_secret_is_made_once_and_kept(store: Store) -> None:
     first = await store.secret("status_url")
     assert len(first) == 64 and await store.secret("status_url") == first

@@ -465,6 +465,15 @@ class Store(ABC):
         """The unfinished events: how many, and the oldest one's age."""
 
     @abstractmethod
+    async def oldest_unfinished(self) -> Event | None:
+        """The unfinished event received first, if any: what the backlog waits on."""
+
+    @abstractmethod
+    async def received_by_hour(self, since: float) -> dict[int, dict[str, int]]:
+        """Events received since a Unix time, by whole hours after it (0 first), then by
+        their status now."""
+
+    @abstractmethod
     async def secret(self, name: str) -> str:
         """A random secret kept in the store under `name`, made on first use; replicas
         sharing the store share it."""

@@ -191,6 +191,20 @@ SELECT status, COUNT(*) AS n FROM events GROUP BY status
 SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM events
 WHERE status IN ('received', 'processing', 'retrying')
 
+-- name: oldest_unfinished
+SELECT {event_columns} FROM events
+WHERE status IN ('received', 'processing', 'retrying')
+ORDER BY received_at, id LIMIT 1
+
+-- name: received_by_hour
+-- Whole hours since %(since)s. A CAST truncates in SQLite but rounds in PostgreSQL; taking
+-- one off where it rounded up is the floor in both, without SQLite's optional floor().
+SELECT CAST(hours AS INTEGER) - CASE WHEN CAST(hours AS INTEGER) > hours THEN 1 ELSE 0 END
+       AS hour, status, COUNT(*) AS n
+FROM (SELECT (received_at - %(since)s) / 3600.0 AS hours, status FROM events
+      WHERE received_at >= %(since)s) AS recent
+GROUP BY 1, status
+
 -- name: known_source
 SELECT 1 AS found FROM events WHERE source = %(source)s LIMIT 1
 

@@ -585,6 +585,19 @@ class SQLStore(Store):
         row = yield from one("backlog")
         return Backlog(int(row["n"]), row["oldest"]) if row else Backlog(0, None)
 
+    @reads
+    def oldest_unfinished(self) -> Rule[Event | None]:
+        row = yield from one("oldest_unfinished")
+        return _event(row) if row else None
+
+    @reads
+    def received_by_hour(self, since: float) -> Rule[dict[int, dict[str, int]]]:
+        found = yield from rows(QUERIES["received_by_hour"], since=since)
+        hours: dict[int, dict[str, int]] = {}
+        for row in found:
+            hours.setdefault(int(row["hour"]), {})[row["status"]] = int(row["n"])
+        return hours
+
     @writes
     def secret(self, name: str) -> Rule[str]:
         # Of replicas making it at once, the first insert wins and all read that one.
