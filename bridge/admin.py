@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.config import Settings
-from bridge.errors import StoreError
+from bridge.errors import InputError, StoreError
 from bridge.finding import Asked, BadFilter, event_filter
 from bridge.inputs import MAX_EVENT_ID, storable, whole_number
 from bridge.logs import transition
@@ -25,6 +25,7 @@ from bridge.store.base import (
     RECEIVED,
     REPLAYABLE,
     SCHEMA_VERSION,
+    STATUSES,
     Event,
     Store,
 )
@@ -75,6 +76,40 @@ async def dismiss(store: Store, event: Event, reason: str) -> Event | None:
     dismissed = await _unless_raced(store, event, lambda: store.dismiss(event.id, reason))
     if dismissed is not None:
         transition(log, dismissed, DISMISSED, reason=reason, was=str(event.status))
+    return dismissed
+
+
+class Refused(InputError):
+    """An operator's action that does not apply to the event: 404 unknown, 409 wrong state."""
+
+
+async def _actionable(store: Store, event_id: int, states: frozenset[str], code: str) -> Event:
+    event = await store.get(event_id) if 0 < event_id <= MAX_EVENT_ID else None
+    if event is None:
+        raise Refused(404, "not_found", "no such event")
+    if event.status not in states:
+        allowed = ", ".join(state for state in STATUSES if state in states)
+        raise Refused(409, code, f"event {event_id} is {event.status}; only {allowed} can be")
+    return event
+
+
+async def replay_by_id(store: Store, worker: Worker, event_id: int) -> Event:
+    """Replay a dead, rejected or dismissed event and wake a worker for it; `Refused` if not."""
+    event = await _actionable(store, event_id, REPLAYABLE, "not_replayable")
+    replayed = await replay(store, event)
+    if replayed is None:
+        raise Refused(409, "not_replayable", f"event {event_id} changed while being replayed")
+    worker.kick(replayed.id)
+    return replayed
+
+
+async def dismiss_by_id(store: Store, worker: Worker, event_id: int, reason: str) -> Event:
+    """Dismiss a dead or rejected event, counted in the metrics; `Refused` if not."""
+    event = await _actionable(store, event_id, DISMISSABLE, "not_dismissable")
+    dismissed = await dismiss(store, event, reason)
+    if dismissed is None:
+        raise Refused(409, "not_dismissable", f"event {event_id} changed while being dismissed")
+    worker.metrics.outcomes.labels(event.source, DISMISSED).inc()
     return dismissed
 
 
@@ -139,6 +174,8 @@ class Admin:
                 return await handler(request)  # type: ignore[no-any-return]
             except BadFilter as exc:
                 return error(400, "bad_request", str(exc))
+            except Refused as exc:
+                return error(exc.status, exc.code, exc.message)
             except StoreError as exc:
                 log.error("admin %s: store unavailable: %s", request.url.path, exc)
                 response = error(503, "unavailable", f"the store is unavailable: {exc}")
@@ -227,45 +264,15 @@ class Admin:
         return BridgeJSON(view)
 
     async def replay_event(self, request: Request) -> Response:
-        event_id = request.path_params["event_id"]
-        event = await self.store.get(event_id) if event_id <= MAX_EVENT_ID else None
-        if event is None:
-            return error(404, "not_found", "no such event")
-        if event.status not in REPLAYABLE:
-            return error(
-                409,
-                "not_replayable",
-                f"event {event_id} is {event.status}; only dead, rejected or dismissed events "
-                "replay",
-            )
-        replayed = await replay(self.store, event)
-        if replayed is None:
-            return error(
-                409, "not_replayable", f"event {event_id} changed while it was being replayed"
-            )
-        self.worker.kick(replayed.id)
+        replayed = await replay_by_id(self.store, self.worker, request.path_params["event_id"])
         return BridgeJSON(replayed.summary(), status_code=202)
 
     async def dismiss_event(self, request: Request) -> Response:
-        event_id = request.path_params["event_id"]
         try:
             body = loads(await request.body())
         except MalformedJSON as exc:
             return error(400, "bad_request", f'the body must be JSON {{"reason": …}}: {exc}')
         reason = dismissal_reason(body.get("reason") if isinstance(body, dict) else None)
-        event = await self.store.get(event_id) if event_id <= MAX_EVENT_ID else None
-        if event is None:
-            return error(404, "not_found", "no such event")
-        if event.status not in DISMISSABLE:
-            return error(
-                409,
-                "not_dismissable",
-                f"event {event_id} is {event.status}; only dead or rejected events are dismissed",
-            )
-        dismissed = await dismiss(self.store, event, reason)
-        if dismissed is None:
-            return error(
-                409, "not_dismissable", f"event {event_id} changed while it was being dismissed"
-            )
-        self.series.outcomes.labels(event.source, DISMISSED).inc()
+        event_id = request.path_params["event_id"]
+        dismissed = await dismiss_by_id(self.store, self.worker, event_id, reason)
         return BridgeJSON(dismissed.summary())

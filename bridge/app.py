@@ -25,6 +25,7 @@ from bridge.rekey import rekey_orders
 from bridge.resolver import Resolver
 from bridge.responses import error
 from bridge.status import StatusLinks
+from bridge.status_page import StatusPage
 from bridge.store import Store, open_store
 from bridge.webhooks import WebhookEndpoint
 from bridge.worker import Worker
@@ -122,6 +123,7 @@ def create_app(
     runtime = Runtime(store=store, client=client, worker=worker)
     links = StatusLinks(store)
     admin = Admin(settings, store, worker)
+    page = StatusPage(settings, store, worker)
     webhooks = WebhookEndpoint(settings, store, worker, links)
 
     @contextlib.asynccontextmanager
@@ -131,7 +133,7 @@ def create_app(
         await links.load()
         if settings.admin_token is None:
             log.warning(
-                "no admin token (%s is not set): admin routes answer 404",
+                "no admin token (%s is not set): admin routes answer 404, the status page is off",
                 config.server.admin_token_env,
             )
         worker.start()
@@ -156,6 +158,7 @@ def create_app(
         Route("/schemas/partner-order.json", _partner_schema, methods=["GET"]),
         *admin.routes(),
         *links.routes(),
+        *page.routes(),
     ]
     if sandbox_routes is not None:
         routes.append(Mount("/external/api/v1", routes=sandbox_routes))
