@@ -119,7 +119,7 @@ class Page:
                 "Content-Security-Policy": csp,
                 "X-Frame-Options": "DENY",
                 "Cache-Control": "no-store",
-                "Referrer-Policy": "no-referrer",
+                "Referrer-Policy": "same-origin",  # no-referrer would make form posts Origin: null
                 "X-Content-Type-Options": "nosniff",
             },
         )
