@@ -24,6 +24,7 @@ from bridge.store.base import (
 )
 
 REFRESH_SECONDS = 30
+HOURS_SHOWN = 24
 MAX_REASON_SHOWN = 500
 FAILED = frozenset({DEAD, REJECTED, DISMISSED})
 SETTLED = FINISHED - FAILED
@@ -152,10 +153,10 @@ def _counts(counts: Mapping[str, int]) -> str:
 
 def _bars(glance: Glance) -> str:
     """One stacked bar per hour, oldest left: settled, failed, still unfinished."""
-    width, height, gap = 24, 90, 4
+    width, height, gap, axis = 24, 90, 4, 16
     tallest = max((sum(by.values()) for by in glance.hours.values()), default=0) or 1
     bars = []
-    for hour in range(24):
+    for hour in range(HOURS_SHOWN):
         by_status = glance.hours.get(hour, {})
         parts = (
             ("settled", sum(n for s, n in by_status.items() if s in SETTLED)),
@@ -165,6 +166,11 @@ def _bars(glance: Glance) -> str:
         x, bottom = hour * (width + gap) + gap, float(height)
         start = utc(glance.first_hour + hour * 3600) or ""
         label = f"{start[11:16]} UTC: " + ", ".join(f"{n} {kind}" for kind, n in parts)
+        if hour % 6 == 0:
+            bars.append(
+                f'<text x="{x}" y="{height + axis - 3}" font-size="11" fill="#667">'
+                f"{start[11:16]}</text>"
+            )
         for kind, n in parts:
             if n:
                 tall = max(1.0, n / tallest * (height - 10))
@@ -173,13 +179,15 @@ def _bars(glance: Glance) -> str:
                     f'<rect class="{kind}" x="{x}" y="{bottom:.1f}" width="{width}" '
                     f'height="{tall:.1f}"><title>{_e(label)}</title></rect>'
                 )
-    total = 24 * (width + gap) + gap
+    total = HOURS_SHOWN * (width + gap) + gap
+    tall = height + axis
     return (
         f'<svg id="hours" role="img" aria-label="events received per hour, last 24 h" '
-        f'width="{total}" height="{height}" viewBox="0 0 {total} {height}">{"".join(bars)}</svg>'
+        f'width="{total}" height="{tall}" viewBox="0 0 {total} {tall}">{"".join(bars)}</svg>'
         '<div class="legend muted"><span class="settled"></span>settled'
         '<span class="failed"></span>dead, rejected or dismissed'
-        '<span class="unfinished"></span>unfinished · hover a bar for its hour</div>'
+        '<span class="unfinished"></span>unfinished · hours in UTC; hover a bar for its '
+        "numbers</div>"
     )
 
 

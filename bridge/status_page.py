@@ -29,7 +29,7 @@ from bridge.errors import StoreError
 from bridge.finding import BadFilter
 from bridge.inputs import MAX_EVENT_ID, whole_number
 from bridge.responses import error
-from bridge.status_html import Glance, Notice, render
+from bridge.status_html import HOURS_SHOWN, Glance, Notice, render
 from bridge.store.base import DEAD, REJECTED, EventFilter, Store
 from bridge.worker import Worker
 
@@ -39,7 +39,6 @@ REALM = 'Basic realm="Luminous invoice bridge", charset="UTF-8"'
 FORM_LIFETIME = 12 * 3600.0  # a page left open this long must be reloaded before acting
 MAX_FORM_BYTES = 8192
 FAILURES_SHOWN = 20
-HOURS_SHOWN = 24
 CROSS_SITE = ("cross-site", "same-site")  # Sec-Fetch-Site values a form of ours never sends
 
 

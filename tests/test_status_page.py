@@ -125,6 +125,8 @@ async def test_any_user_name_with_the_admin_token_opens_the_page(
     # This hour's bar holds all three; the dead and rejected ones are the failed part.
     assert "3 events" not in page and 'class="failed"' in page and 'class="settled"' in page
     assert re.search(r"<title>\d\d:00 UTC: 1 settled, 2 failed, 0 unfinished</title>", page)
+    assert len(re.findall(r"<title>\d\d:00 UTC: ", page)) == 2  # one bar, two parts
+    assert len(re.findall(r"<text [^>]*>\d\d:00</text>", page)) == 4  # every 6 hours
     rows = re.findall(r'<tr data-event="(\d+)">', page)
     assert rows == [str(failures["rejected"]), str(failures["dead"])]  # newest first
     assert "currency" in page and "EUR" in page
