@@ -153,5 +153,12 @@ class StoreError(BridgeError):
     """The event store failed, or its schema is missing or newer than this release."""
 
 
+class StoreUnopenable(StoreError, ConfigError):
+    """`[store] url` names a file SQLite cannot open: the operator's to fix (exit 2)."""
+
+    def __init__(self, path: str, problem: object) -> None:
+        super().__init__("store.url", f"cannot open SQLite store {path}: {problem}")
+
+
 class LeaseLost(BridgeError):
     """This worker's claim on an event lapsed or was taken over: it must not send or write."""

@@ -8,7 +8,6 @@ names are lower-case here.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -17,9 +16,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bridge.errors import InputError
+from bridge.secret_keys import standard_keys, woocommerce_keys
 
 _STANDARD_TOLERANCE = 300  # seconds either way, as the Standard Webhooks libraries use
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+# Svix sends the Standard Webhooks scheme under its own header names.
+_SVIX_NAMES = {
+    "webhook-id": "svix-id",
+    "webhook-timestamp": "svix-timestamp",
+    "webhook-signature": "svix-signature",
+}
 
 
 def _unauthorized(message: str) -> InputError:
@@ -52,7 +58,7 @@ class Scheme:
     @property
     def secret_headers(self) -> frozenset[str]:
         """Headers never stored or logged."""
-        names = {"authorization", "cookie", "webhook-signature"}
+        names = {"authorization", "cookie", "webhook-signature", "svix-signature"}
         if self.signature_header:
             names.add(self.signature_header)
         return frozenset(names)
@@ -64,8 +70,16 @@ class Scheme:
         return (headers.get(self.shop_header, "") if self.shop_header else "").strip().lower()
 
     def delivery_id(self, headers: Mapping[str, str]) -> str | None:
-        value = headers.get(self.delivery_header) if self.delivery_header else None
-        return value.strip() or None if value else None
+        value = _header(headers, self.delivery_header) if self.delivery_header else ""
+        return value or None
+
+    def keys(self, secret: str) -> tuple[bytes, ...]:
+        """The HMAC keys a configured secret stands for; the first is the one senders use."""
+        if self.name == "standard-webhooks":
+            return standard_keys(secret)
+        if self.name == "woocommerce-hmac":
+            return woocommerce_keys(secret)
+        return (secret.encode(),)
 
     def verify(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> None:
         """Raise a 401 `InputError` unless the delivery is authentic."""
@@ -81,7 +95,7 @@ class Scheme:
         given = headers.get(self.signature_header, "").strip()
         if not given:
             raise _unauthorized(f"missing {self.signature_header} header")
-        expected = [_b64_hmac(secret.encode(), body) for secret in secrets]
+        expected = [_b64_hmac(key, body) for secret in secrets for key in self.keys(secret)]
         if not _matches(given, expected):
             raise _unauthorized(f"{self.signature_header} does not match the body")
 
@@ -95,9 +109,9 @@ class Scheme:
     def _verify_standard(
         self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]
     ) -> None:
-        msg_id = headers.get("webhook-id", "").strip()
-        stamp = headers.get("webhook-timestamp", "").strip()
-        signatures = headers.get("webhook-signature", "").strip()
+        msg_id = _header(headers, "webhook-id")
+        stamp = _header(headers, "webhook-timestamp")
+        signatures = _header(headers, "webhook-signature")
         missing = [
             name
             for name, value in (
@@ -126,7 +140,7 @@ class Scheme:
         if not offered:
             raise _unauthorized("webhook-signature has no v1 (HMAC-SHA256) signature")
         signed = f"{msg_id}.{stamp}.".encode() + body
-        expected = [_b64_hmac(_standard_key(secret), signed) for secret in secrets]
+        expected = [_b64_hmac(key, signed) for secret in secrets for key in self.keys(secret)]
         if not any(_matches(sig, expected) for sig in offered):
             raise _unauthorized("webhook-signature does not match the body")
 
@@ -150,9 +164,9 @@ class Scheme:
             signed = f"{msg_id}.{stamp}.".encode() + body
             headers["webhook-id"] = msg_id
             headers["webhook-timestamp"] = stamp
-            headers["webhook-signature"] = "v1," + _b64_hmac(_standard_key(secret), signed)
+            headers["webhook-signature"] = "v1," + _b64_hmac(self.keys(secret)[0], signed)
         elif self.signature_header:
-            headers[self.signature_header] = _b64_hmac(secret.encode(), body)
+            headers[self.signature_header] = _b64_hmac(self.keys(secret)[0], body)
         if self.topic_header and topic:
             headers[self.topic_header] = topic
         if self.shop_header and shop:
@@ -162,14 +176,12 @@ class Scheme:
         return headers
 
 
-def _standard_key(secret: str) -> bytes:
-    """A `whsec_`-prefixed base64 secret as its raw key bytes (a bare secret is used as is)."""
-    if secret.startswith("whsec_"):
-        try:
-            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-        except binascii.Error:
-            pass
-    return secret.encode()
+def _header(headers: Mapping[str, str], name: str) -> str:
+    """A header's value, or its Svix namesake's when the delivery came through Svix."""
+    value = headers.get(name, "").strip()
+    if not value and name in _SVIX_NAMES:
+        value = headers.get(_SVIX_NAMES[name], "").strip()
+    return value
 
 
 SCHEMES: dict[str, Scheme] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
@@ -254,7 +255,16 @@ AUTHORIZATION = st.one_of(
         lambda scheme, token: f"{scheme} {token}", st.sampled_from(["Bearer", "Basic"]), TEXT
     ),
 )
-ROUTES = ("/events", "/events/{}", "/events/{}/replay", "/readyz", "/healthz", "/metrics")
+ACTIONS = ("/replay", "/dismiss")
+ROUTES = (
+    "/events",
+    "/events/{}",
+    "/events/{}/replay",
+    "/events/{}/dismiss",
+    "/readyz",
+    "/healthz",
+    "/metrics",
+)
 
 
 @pytest.fixture
@@ -270,8 +280,12 @@ def call(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[Any]:
         for order_id in (601, 602):
             portal.call(rejected_event, client, order_id)
 
-        def call(method: str, url: str, headers: dict[str, bytes]) -> httpx.Response:
-            answer = portal.call(lambda: client.request(method, url, headers=headers))
+        def call(
+            method: str, url: str, headers: dict[str, bytes], content: bytes = b""
+        ) -> httpx.Response:
+            answer = portal.call(
+                lambda: client.request(method, url, headers=headers, content=content)
+            )
             is_health = url.startswith(("/readyz", "/healthz"))
             assert answer.status_code < 500 or (is_health and answer.status_code == 503), (
                 method,
@@ -308,10 +322,33 @@ def test_any_event_id_is_answered_without_a_500(
     call: Any,
 ) -> None:
     @FUZZ
-    @given(method=st.sampled_from(["GET", "POST"]), event_id=EVENT_IDS, replay=st.booleans())
-    def check(method: str, event_id: str, replay: bool) -> None:
-        path = "/events/" + urllib.parse.quote(event_id, safe="") + ("/replay" if replay else "")
-        call(method, path, TOKEN)
+    @given(
+        method=st.sampled_from(["GET", "POST"]),
+        event_id=EVENT_IDS,
+        action=st.sampled_from(("", *ACTIONS)),
+    )
+    def check(method: str, event_id: str, action: str) -> None:
+        call(method, "/events/" + urllib.parse.quote(event_id, safe="") + action, TOKEN)
+
+    check()
+
+
+def json_bytes(value: object) -> bytes:
+    return json.dumps(value).encode()
+
+
+BODIES = st.one_of(
+    st.binary(max_size=60),
+    st.one_of(ANY_VALUE, st.integers()).map(lambda reason: json_bytes({"reason": reason})),
+    st.one_of(st.none(), st.lists(TEXT, max_size=3), st.integers()).map(json_bytes),
+)
+
+
+def test_any_dismissal_body_is_answered_without_a_500(call: Any) -> None:
+    @FUZZ
+    @given(event_id=st.sampled_from(["1", "2", "3", str(2**63)]), body=BODIES)
+    def check(event_id: str, body: bytes) -> None:
+        call("POST", f"/events/{event_id}/dismiss", TOKEN, body)
 
     check()
 

@@ -108,6 +108,21 @@ def test_a_store_error_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch) -
     check_one_line(code, err)
 
 
+@pytest.mark.parametrize("where", ["a directory", "under a file"])
+@pytest.mark.parametrize("argv", [["events", "list"], ["serve", "--sandbox", "--port", "1"]])
+def test_a_store_sqlite_cannot_open_is_one_line_naming_it_and_exit_2(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, where: str, argv: list[str]
+) -> None:
+    (isolated / "a-file").write_text("")
+    path = isolated if where == "a directory" else isolated / "a-file" / "bridge.db"
+    (isolated / "bridge.toml").write_text(f'[store]\nurl = "sqlite:///{path}"\n')
+    monkeypatch.setenv("SHOPIFY_WEBHOOK_SECRET", "s")
+    code, _, err = run([*argv, "--config", "bridge.toml"])
+    assert code == 2, err
+    check_one_line(code, err)
+    assert f"cannot open SQLite store {path}" in err
+
+
 async def _rejected_events(database: Path, count: int) -> None:
     store = open_store(StoreConfig(url=f"sqlite:///{database}", durability="normal"))
     await store.migrate()
@@ -161,7 +176,12 @@ RUNNABLE = [
     lambda v: ["events", "list", "--status", v],
     lambda v: ["events", "list", "--source", v, "--order", v],
     lambda v: ["events", "list", "--since", v],
+    lambda v: ["events", "dismiss", v, "--reason", v],
+    lambda v: ["events", "dismiss", "--status", v, "--source", v, "--reason", "r", "--dry-run"],
+    lambda v: ["events", "dismiss", "--since", v, "--reason", "r", "--dry-run"],
     lambda v: ["events", "purge", "--days", v],
+    lambda v: ["events", "purge", "--status", v, "--before", v],
+    lambda v: ["events", "replay", "--source", v, "--since", v, "--dry-run"],
     lambda v: ["events", v],
     lambda v: ["map", v, str(EXAMPLE)],
     lambda v: ["map", "shopify", v],

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from bridge.errors import StoreError
+from bridge.errors import StoreError, StoreUnopenable
 from bridge.store.clock import HostClock
 from bridge.store.connector import (
     Clock,
@@ -99,20 +99,20 @@ class SQLiteConnector(Connector):
     def _connect(self) -> sqlite3.Connection:
         if self._db is not None:
             return self._db
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         db: sqlite3.Connection | None = None
         try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             db.row_factory = _dict_row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self._durability.upper()}")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA busy_timeout=30000")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # OSError: its directory cannot be made
             if db is not None:
                 db.close()
-            raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
+            raise StoreUnopenable(self.path, exc) from exc
         self._db = db
         return db
 
