@@ -4,8 +4,8 @@
 
 For the Shopify golden cases (sixty lines, and the example order): parse (`wire.loads`), map
 and reconcile, each and together. For 1 MiB bodies (the default `max_body_bytes`): the exact
-parse a delivery gets twice (once on receipt, once in the worker), the signature check, and
-plain parsers for comparison.
+parse a delivery gets (once, on receipt), the signature check, and plain parsers for
+comparison.
 """
 
 from __future__ import annotations
@@ -130,7 +130,6 @@ def large_bodies(mapping: Mapping) -> None:
         print(f"1 MiB body, {title} ({len(content)} bytes, {lines} order lines)")
         parse = per_call(partial(wire.loads, content), repeat=3)
         show("parse (wire.loads)", parse)
-        show("  per delivery (parsed on receipt and to map)", 2 * parse)
         show("json.loads, no exact numbers (comparison)", per_call(partial(json.loads, content)))
         show("orjson.loads (comparison)", per_call(partial(orjson.loads, content)))
         show(

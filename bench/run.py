@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.large_bodies import mapping_figure
 from bench.posting import Delivery, new_orders
 from bench.services import (
     BRIDGE_ENV,
@@ -417,6 +418,7 @@ def run_all(bench: Bench, *, postgres: bool) -> tuple[list[Figure], list[str]]:
         Figure("full path, 50 ms Luminous", slow, "direct POST /invoices", direct, "≥ 0.9", created)
     )
     notes.append(f"- full path at 50 ms: answers {slow.statuses}")
+    notes.append(mapping_figure().note())
     return figures, notes
 
 

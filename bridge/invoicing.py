@@ -43,7 +43,7 @@ from bridge.metrics import Metrics
 from bridge.resolver import CatalogClient, ResolutionError, Resolver
 from bridge.shops import order_reference, order_scope, scoped_alternate_ids
 from bridge.store.base import DEAD, REJECTED, SKIPPED, TAGGED, Event, OrderKey, Store
-from bridge.wire import MalformedJSON, dumps, loads
+from bridge.wire import MalformedJSON, Parsed, dumps, parse_body
 
 log = logging.getLogger("bridge.invoicing")
 
@@ -77,6 +77,7 @@ class Claim:
     generation: int
     lost: bool = False  # set when a renewal finds the claim gone
     sending: bool = False  # a POST /invoices may be on the wire
+    parsed: Parsed | None = None  # the body as the front door parsed it, if it did
 
     @property
     def event_id(self) -> int:
@@ -228,7 +229,7 @@ class Invoicer:
         if event.topic and source.topics and event.topic not in known_topics:
             topics = ", ".join(known_topics) or "none"
             return Ended(SKIPPED, f"topic {event.topic} does not create invoices ({topics} do)")
-        result = self._map(event, source)
+        result = await self._map(event, source, claim.parsed)
         if isinstance(result, Draft):
             return await self._invoice(claim, source, result)
         if isinstance(result, Tag):
@@ -237,11 +238,13 @@ class Invoicer:
 
     # -- map and check ------------------------------------------------------------
 
-    def _map(self, event: Event, source: Source) -> Draft | Tag | Ended:
+    async def _map(
+        self, event: Event, source: Source, parsed: Parsed | None = None
+    ) -> Draft | Tag | Ended:
         if event.body is None:
             return Ended(DEAD, "the payload was purged; nothing to map")
         try:
-            payload = loads(event.body)
+            payload = (parsed or await parse_body(event.body)).value
             result = source.mapping.map(
                 Delivery(payload, event.headers, event.topic, event.shop or None), source.options
             )
@@ -476,7 +479,7 @@ class Invoicer:
         source = self.settings.sources.get(event.source)
         if source is None or event.body is None:
             return
-        draft = self._map(event, source)
+        draft = await self._map(event, source)
         if not isinstance(draft, Draft):
             return
         request = await self.resolver.resolve(

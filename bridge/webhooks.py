@@ -29,7 +29,7 @@ from bridge.shops import check_accepted, settle_shop, verify_sender
 from bridge.status import StatusLinks
 from bridge.store.base import CREATED, DEAD, RECEIVED, REJECTED, Event, NewDelivery, Store
 from bridge.verify import SCHEMES
-from bridge.wire import MalformedJSON, dumps, loads
+from bridge.wire import MalformedJSON, dumps, loads, parse_body
 from bridge.worker import Worker
 
 log = logging.getLogger("bridge.webhooks")
@@ -205,10 +205,10 @@ class WebhookEndpoint:
         if sender:
             check_accepted(source, sender)
         try:
-            payload = loads(body)
+            parsed = await parse_body(body)
         except MalformedJSON as exc:
             raise InputError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
-        order = identify(source, payload)
+        order = identify(source, parsed.value)
         shop = settle_shop(sender, order.shop if order else None)
         check_accepted(source, shop)
         topic = scheme.topic(headers)
@@ -239,7 +239,8 @@ class WebhookEndpoint:
                 duplicate="delivery",
             )
         if not event.finished:
-            self.worker.kick(event.id)
+            # A repeat's stored bytes may not be these: it is parsed from the store.
+            self.worker.kick(event.id, parsed if created else None)
             event = await self.worker.wait(event.id, server.respond_within) or event
         return answer(event, source, self.links, repeat=not created)
 

@@ -8,14 +8,17 @@ number (`12.5`, never `12.499999` or `"12.5"`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import orjson
 
-__all__ = ["MalformedJSON", "dumps", "format_decimal", "loads"]
+__all__ = ["MalformedJSON", "Parsed", "dumps", "format_decimal", "loads", "parse_body"]
 
 
 class MalformedJSON(ValueError):
@@ -26,6 +29,9 @@ class MalformedJSON(ValueError):
 # (`1e999999999` written out in full is a gigabyte).
 MAX_NUMBER_CHARS = 100
 MAX_EXPONENT = 100
+
+# Bodies over this are parsed on a thread, so the event loop goes on answering others.
+OFF_LOOP_BYTES = 64 * 1024
 
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -49,7 +55,12 @@ def _parse_int(text: str) -> int:
 
 def _parse_decimal(text: str) -> Decimal:
     _check_length(text)
-    value = Decimal(text)
+    try:
+        value = Decimal(text)
+    except ArithmeticError:  # an exponent past what Decimal itself can hold
+        raise MalformedJSON(
+            f"number {text} is out of range (exponent over {MAX_EXPONENT})"
+        ) from None
     exponent = value.as_tuple().exponent
     assert isinstance(exponent, int)  # the JSON grammar has no NaN or Infinity
     if max(abs(exponent), abs(value.adjusted())) > MAX_EXPONENT:
@@ -88,8 +99,8 @@ def _refuse_lone_surrogates(value: Any) -> None:
             pending.extend(item)
 
 
-def loads(data: bytes | str) -> Any:
-    """Parse JSON exactly; raise `MalformedJSON` with a reason a person can act on."""
+def _strict_loads(data: bytes | str) -> Any:
+    """The exact parser with Python hooks: slow, but says precisely what is wrong."""
     if isinstance(data, bytes):
         if data.startswith(b"\xef\xbb\xbf"):
             raise MalformedJSON("body starts with a UTF-8 byte order mark; send plain UTF-8")
@@ -116,6 +127,68 @@ def loads(data: bytes | str) -> Any:
     if _ESCAPED_SURROGATE.search(text):
         _refuse_lone_surrogates(value)
     return value
+
+
+# Digits, signs and points become "0", an exponent's letter "e", anything else a space: one
+# C pass over the bytes shows a number that needs the careful hooks (too long, or with an
+# exponent). A string that looks the same only takes the slower way.
+_NUMBER_SHAPE = bytes(
+    ord("0") if chr(i) in "0123456789.+-" else ord("e") if chr(i) in "eE" else ord(" ")
+    for i in range(256)
+)
+_TOO_LONG = b"0" * (MAX_NUMBER_CHARS + 1)
+_FAST = msgspec.json.Decoder(float_hook=Decimal)
+_CHECKED = msgspec.json.Decoder(float_hook=_parse_decimal)
+_ENCODER = msgspec.json.Encoder()
+
+
+def _fast_loads(data: bytes) -> Any:
+    """One C parse, or `_SLOW` where only the strict parser can decide.
+
+    msgspec keeps the last of two equal keys, so duplicates are found by counting colons:
+    each pair in the text has one, as does each colon in a string, and the parse written
+    back out has one fewer per pair it dropped. An escaped colon would skew the count.
+    """
+    shape = data.translate(_NUMBER_SHAPE)
+    if _TOO_LONG in shape or b"\\u003a" in data or b"\\u003A" in data:
+        return _SLOW
+    try:
+        value = (_CHECKED if b"0e" in shape else _FAST).decode(data)
+    except (msgspec.MsgspecError, RecursionError, MalformedJSON):
+        return _SLOW
+    if _ENCODER.encode(value).count(b":") != data.count(b":"):
+        return _SLOW
+    return value
+
+
+_SLOW: Any = object()
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON exactly; raise `MalformedJSON` with a reason a person can act on.
+
+    Well-formed bodies take the fast parse; anything it refuses or cannot vouch for goes
+    to the strict one, so answers and error messages are the strict parser's own.
+    """
+    if isinstance(data, bytes):
+        value = _fast_loads(data)
+        if value is not _SLOW:
+            return value
+    return _strict_loads(data)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A body's parsed document, handed on so that it is not parsed again."""
+
+    value: Any
+
+
+async def parse_body(data: bytes) -> Parsed:
+    """`loads`, on a thread for a large body: its parse must not hold up other requests."""
+    if len(data) > OFF_LOOP_BYTES:
+        return Parsed(await asyncio.to_thread(loads, data))
+    return Parsed(loads(data))
 
 
 def format_decimal(value: Decimal) -> str:

@@ -38,6 +38,7 @@ from bridge.metrics import Metrics
 from bridge.resolver import Resolver
 from bridge.retry import RetryPolicy
 from bridge.store.base import CREATED, DEAD, RETRYING, SKIPPED, TAGGED, Event, Store
+from bridge.wire import Parsed
 
 log = logging.getLogger("bridge.worker")
 
@@ -122,8 +123,10 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    def kick(self, event_id: int) -> None:
+    def kick(self, event_id: int, parsed: Parsed | None = None) -> None:
         """Process this event now, if it is due and a slot is free soon.
+
+        `parsed` is its body as the front door parsed it, so it is not parsed again.
 
         At most `handoff_bound` kicks wait for a slot; past that the event waits in the
         store, where the loop claims it in turn, so a burst costs no memory per delivery.
@@ -134,7 +137,7 @@ class Worker:
             self._wake.set()
             return
         self._kicked += 1
-        self._spawn(self._claim_and_process(event_id))
+        self._spawn(self._claim_and_process(event_id, parsed))
 
     async def wait(self, event_id: int, timeout: float) -> Event | None:
         """The event once it is finished, or its state when `timeout` runs out."""
@@ -195,8 +198,8 @@ class Worker:
         claim = self._hold(event)
         self._spawn(self._process_in_slot(claim))
 
-    def _hold(self, event: Event) -> Claim:
-        claim = Claim(event, event.generation)
+    def _hold(self, event: Event, parsed: Parsed | None = None) -> Claim:
+        claim = Claim(event, event.generation, parsed=parsed)
         self._held[event.id] = claim
         return claim
 
@@ -213,7 +216,7 @@ class Worker:
         log.info("Luminous accepts the token again; resuming work")
         self.paused = None
 
-    async def _claim_and_process(self, event_id: int) -> None:
+    async def _claim_and_process(self, event_id: int, parsed: Parsed | None) -> None:
         try:
             await self._slots.acquire()
         finally:
@@ -227,7 +230,7 @@ class Worker:
                 log.error("event=%s could not be claimed: %s", event_id, exc)
                 return
             if event is not None:
-                await self._process(self._hold(event))
+                await self._process(self._hold(event, parsed))
         finally:
             self._slots.release()
 

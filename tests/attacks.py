@@ -1,6 +1,7 @@
 """Attacks on the front door, run from threads against a real bridge, and what they measure.
 
-An endless header and a crowd of half-sent requests, each as the issue's reviewer ran them;
+An endless header, a crowd of half-sent requests and back-to-back 1 MiB number-heavy bodies,
+each as the issue's reviewer ran them;
 `deliveries` posts valid orders meanwhile and times each answer, `MemoryWatch` samples the
 bridge's resident memory.
 """
@@ -131,6 +132,46 @@ class HalfRequests:
                     self._socks[index] = self._open()
                 except OSError:
                     return
+
+
+def number_heavy_order(size: int) -> bytes:
+    """A new, valid order padded to `size` bytes with an array of decimal numbers."""
+    order = shopify_order(next(_order_ids))
+    order["x_numbers"] = []
+    empty = body(order)
+    numbers = b",".join(b"%d.%02d" % (1 + i % 9, i % 100) for i in range((size - len(empty)) // 5))
+    return empty.replace(b'"x_numbers": []', b'"x_numbers": [' + numbers + b"]")
+
+
+@dataclass
+class LargeBodies:
+    """One authenticated sender posting `size`-byte number-heavy orders back to back."""
+
+    url: str
+    secret: str
+    size: int
+    statuses: list[int] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> LargeBodies:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            payload = number_heavy_order(self.size)
+            try:
+                answer = sign_and_post(self.url, "shopify", payload, self.secret, timeout=30)
+                self.statuses.append(answer.status_code)
+            except httpx.HTTPError:
+                self.statuses.append(0)
 
 
 @dataclass

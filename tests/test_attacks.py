@@ -19,7 +19,15 @@ import pytest
 
 from bridge.server import RESERVED_FILES
 from bridge.wire import loads
-from tests.attacks import EndlessHeader, HalfRequests, MemoryWatch, Timed, deliveries
+from tests.attacks import (
+    EndlessHeader,
+    HalfRequests,
+    LargeBodies,
+    MemoryWatch,
+    Timed,
+    deliveries,
+    number_heavy_order,
+)
 from tests.harness import Process, free_port, wait_until, write_config
 
 SECRET = "front-door-secret"
@@ -27,6 +35,7 @@ ANSWER_WITHIN = 1.0  # seconds, for a valid delivery while under attack
 MAX_RSS_MIB = 150
 OPEN_FILES = 1024  # the bridge's soft RLIMIT_NOFILE in the crowd test
 CROWD = 1100  # half-sent requests, more than OPEN_FILES
+MAX_BODY = 1_048_576  # the default server.max_body_bytes
 
 
 def start_bridge(folder: Path, header_timeout: float, open_files: int | None = None) -> Process:
@@ -139,3 +148,13 @@ def test_half_sent_requests_do_not_lock_out_a_delivery(
     finally:
         bridge.stop()
     assert "Traceback" not in bridge.output(), bridge.output()[-3000:]
+
+
+def test_large_number_heavy_bodies_delay_no_other_sender(bridge: Process) -> None:
+    assert len(number_heavy_order(MAX_BODY)) <= MAX_BODY
+    with LargeBodies(bridge.url, SECRET, MAX_BODY) as sender:
+        assert wait_until(lambda: len(sender.statuses) >= 1, timeout=30), "no large body answered"
+        timed = deliveries(bridge.url, SECRET, 16, pause=0.1, timeout=3)
+    check_answered_in_time(timed, f"{len(sender.statuses)} large bodies meanwhile")
+    assert len(sender.statuses) >= 3, sender.statuses
+    assert set(sender.statuses) <= {201, 202}, sender.statuses

@@ -10,11 +10,13 @@ import random
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
+from bridge import wire
 from bridge.admin import Admin
 from bridge.config import Settings, load_settings
 from bridge.errors import StoreError
@@ -385,3 +387,30 @@ async def test_a_burst_waits_in_the_store_not_in_tasks(rig: Rig) -> None:
         assert done.status == CREATED, done
     assert rig.worker._kicked == 0
     assert len(rig.sandbox.invoices) == 60
+
+
+async def test_a_body_parsed_at_the_front_door_is_not_parsed_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The polling loop stays asleep, so only the kick can take the event up.
+    monkeypatch.setattr(rig.worker, "poll_interval", 3600.0)
+    await asyncio.sleep(0.1)
+    order = body(shopify_order(9_400_000_000_001))
+    event = await rig.deliver(order, "parsed-once")
+    parses: list[bytes] = []
+    real = wire.loads
+
+    def counted(data: bytes | str) -> Any:
+        parses.append(data if isinstance(data, bytes) else data.encode())
+        return real(data)
+
+    monkeypatch.setattr(wire, "loads", counted)
+    rig.worker.kick(event.id, wire.Parsed(real(order)))
+    settled = await rig.worker.wait(event.id, 10.0)
+    assert settled is not None and settled.status == CREATED, settled
+    assert order not in parses
+
+    # Without the hand-off (a restart, the polling loop) the stored bytes are parsed.
+    again = await rig.deliver(body(shopify_order(9_400_000_000_002)), "parsed-from-store")
+    assert (await rig.settle(again.id)).status == CREATED
+    assert again.body in parses
