@@ -345,8 +345,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 2
     for warning in check_shop_secrets(settings):
         print(f"warning: {warning}", file=sys.stderr)
-    where = settings.path or "built-in defaults"
-    print(f"configuration OK ({where}): sources {', '.join(settings.sources)}")
+    print(f"configuration OK ({settings.origin}): sources {', '.join(settings.sources)}")
     return 0
 
 
