@@ -106,7 +106,7 @@ def _prepare_store(settings: Settings) -> None:
     from bridge.store import open_store
 
     async def run() -> None:
-        store = open_store(settings.config.store)
+        store = open_store(settings.config.store, create=True)
         try:
             await store.migrate()
         finally:
@@ -374,7 +374,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     async def run() -> int | None:
         settings = _settings(args)
-        store = open_store(settings.config.store)
+        store = open_store(settings.config.store, create=True)
         try:
             await store.migrate()
             await rekey_orders(store, settings)

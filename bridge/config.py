@@ -30,6 +30,7 @@ from bridge import environment
 from bridge.errors import ConfigError
 from bridge.mapping import IdentifyingMapping, InvoiceOptions, load_mapping
 from bridge.shops import normalise_shop
+from bridge.store_path import anchor_store_url
 
 DEFAULT_PATH = Path("bridge.toml")
 
@@ -422,6 +423,10 @@ def load_settings(
     try:
         path = find_config_path(explicit_path, env)
         config = read_config(path, env)
+        store_url = anchor_store_url(config.store.url, path)
+        config = config.model_copy(
+            update={"store": config.store.model_copy(update={"url": store_url})}
+        )
         sources = {name: _build_source(name, raw, env) for name, raw in config.sources.items()}
     except ConfigError as exc:
         variable = overrides.variable_for(exc.key)
