@@ -98,7 +98,7 @@ def create_app(
     token = luminous_token or settings.luminous_token
     if not base_url or not token:
         raise ValueError("the Luminous base URL and token are required (or run the sandbox)")
-    store = open_store(config.store)
+    store = open_store(config.store, create=True)
     metrics = Metrics()
     client = LuminousClient(
         base_url,

@@ -106,7 +106,7 @@ def _prepare_store(settings: Settings) -> None:
     from bridge.store import open_store
 
     async def run() -> None:
-        store = open_store(settings.config.store)
+        store = open_store(settings.config.store, create=True)
         try:
             await store.migrate()
         finally:
@@ -345,8 +345,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 2
     for warning in check_shop_secrets(settings):
         print(f"warning: {warning}", file=sys.stderr)
-    where = settings.path or "built-in defaults"
-    print(f"configuration OK ({where}): sources {', '.join(settings.sources)}")
+    print(f"configuration OK ({settings.origin}): sources {', '.join(settings.sources)}")
     return 0
 
 
@@ -375,7 +374,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     async def run() -> int | None:
         settings = _settings(args)
-        store = open_store(settings.config.store)
+        store = open_store(settings.config.store, create=True)
         try:
             await store.migrate()
             await rekey_orders(store, settings)

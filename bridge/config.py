@@ -1,8 +1,9 @@
 """Configuration: read once at the entry point, validated, then passed down.
 
 The file is TOML (`--config`, else `$BRIDGE_CONFIG`, else `./bridge.toml`, else built-in
-defaults). Secrets never live in the file: it names the environment variables that hold
-them, and `load_settings` reads those once, here.
+defaults), or TOML text in `$BRIDGE_CONFIG_TOML`; `BRIDGE_<SECTION>__<KEY>` variables win over
+it (bridge/environment.py). Secrets never live in the file: it names the environment variables
+that hold them, and `load_settings` reads those once, here.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from pydantic import (
     model_validator,
 )
 
+from bridge import environment
 from bridge.errors import ConfigError
 from bridge.mapping import IdentifyingMapping, InvoiceOptions, load_mapping
 from bridge.shops import normalise_shop
+from bridge.store_path import anchor_store_url
 
 DEFAULT_PATH = Path("bridge.toml")
 
@@ -263,6 +266,7 @@ class Settings:
     luminous_token: str | None = field(repr=False)
     admin_token: str | None = field(repr=False)
     path: Path | None = None
+    origin: str = "built-in defaults"  # where it came from, for people
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -279,9 +283,11 @@ def _first_error(exc: pydantic.ValidationError, prefix: str = "") -> ConfigError
     return ConfigError(key, problem)
 
 
-def read_config(path: Path | None) -> Config:
-    """Parse and validate the TOML file (or the defaults when `path` is None)."""
-    raw: dict[str, Any] = {}
+def read_config(path: Path | None, environ: MappingABC[str, str] | None = None) -> Config:
+    """Parse and validate the TOML file (or `BRIDGE_CONFIG_TOML`, or the defaults when both
+    are missing), with the environment's `BRIDGE_<SECTION>__<KEY>` overrides over it."""
+    env: MappingABC[str, str] = {} if environ is None else environ
+    raw = environment.whole_file(env) if path is None else None
     if path is not None:
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -290,17 +296,24 @@ def read_config(path: Path | None) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(environment.read_overrides(env).apply(raw or {}))
     except pydantic.ValidationError as exc:
         raise _first_error(exc) from None
 
 
 def find_config_path(explicit: str | None, environ: MappingABC[str, str]) -> Path | None:
-    """`--config`, else `$BRIDGE_CONFIG`, else `./bridge.toml` if it exists, else None."""
+    """`--config`, else `$BRIDGE_CONFIG`, else `./bridge.toml` if it exists, else None (the
+    built-in defaults, or the whole file in `$BRIDGE_CONFIG_TOML`)."""
     if explicit:
         return Path(explicit)
     if environ.get("BRIDGE_CONFIG"):
+        if environment.WHOLE_FILE in environ:
+            raise ConfigError(
+                "", f"both BRIDGE_CONFIG and {environment.WHOLE_FILE} are set; set one of them"
+            )
         return Path(environ["BRIDGE_CONFIG"])
+    if environment.WHOLE_FILE in environ:
+        return None
     return DEFAULT_PATH if DEFAULT_PATH.exists() else None
 
 
@@ -406,9 +419,20 @@ def load_settings(
 ) -> Settings:
     """Find, read and validate the configuration, and read the secrets it names; once."""
     env = os.environ if environ is None else environ
-    path = find_config_path(explicit_path, env)
-    config = read_config(path)
-    sources = {name: _build_source(name, raw, env) for name, raw in config.sources.items()}
+    overrides = environment.read_overrides(env)
+    try:
+        path = find_config_path(explicit_path, env)
+        config = read_config(path, env)
+        store_url = anchor_store_url(config.store.url, path)
+        config = config.model_copy(
+            update={"store": config.store.model_copy(update={"url": store_url})}
+        )
+        sources = {name: _build_source(name, raw, env) for name, raw in config.sources.items()}
+    except ConfigError as exc:
+        variable = overrides.variable_for(exc.key)
+        if variable is None:
+            raise
+        raise ConfigError(exc.key, f"{exc.problem} (set by {variable})") from None
     luminous_token = env.get(config.luminous.token_env) or None
     admin_token = env.get(config.server.admin_token_env) or None
     return Settings(
@@ -417,7 +441,18 @@ def load_settings(
         luminous_token=luminous_token,
         admin_token=admin_token,
         path=path,
+        origin=_origin(path, env, overrides),
     )
+
+
+def _origin(
+    path: Path | None, environ: MappingABC[str, str], overrides: environment.Overrides
+) -> str:
+    base = (
+        str(path) if path else environment.WHOLE_FILE if environment.WHOLE_FILE in environ else ""
+    )
+    variables = ", ".join(sorted(overrides.variables.values()))
+    return " + ".join(part for part in (base, variables) if part) or "built-in defaults"
 
 
 def check_runnable(settings: Settings, *, sandbox: bool) -> list[str]:

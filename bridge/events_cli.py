@@ -168,7 +168,7 @@ async def require_schema(store: Store) -> None:
 
 
 async def run_events(args: argparse.Namespace, settings: Settings) -> int:
-    store = open_store(settings.config.store)
+    store = open_store(settings.config.store, create=False)
     try:
         await require_schema(store)
         if args.action == "list":

@@ -156,7 +156,7 @@ async def follow(store: Store, source: Source, rows: list[tuple[str, Tally]]) ->
 
 async def run_backfill(args: argparse.Namespace, settings: Settings, source: Source) -> int:
     window = window_of(args)
-    store = open_store(settings.config.store)
+    store = open_store(settings.config.store, create=False)
     try:
         await require_schema(store)
         rows = await backfill_shops(store, source, window, args.shop, dry_run=args.dry_run)
@@ -270,7 +270,7 @@ def print_counts(lines: list[Line], stream: TextIO) -> None:
 async def run_reconcile(args: argparse.Namespace, settings: Settings, source: Source) -> int:
     window = window_of(args)
     tables = shops_with_api(source, args.shop)
-    store = open_store(settings.config.store)
+    store = open_store(settings.config.store, create=False)
     try:
         await require_schema(store)
         notes: list[str] = []

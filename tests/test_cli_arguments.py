@@ -87,15 +87,15 @@ def test_an_event_id_in_range_that_does_not_exist_is_a_failed_operation() -> Non
 
 
 def test_a_store_error_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
-    store = open_store(StoreConfig(url="memory://"))
+    store = open_store(StoreConfig(url="memory://"), create=True)
 
     async def unreachable() -> None:
         raise StoreError(STORE_DOWN)
 
     monkeypatch.setattr(store, "schema_version", unreachable)
     monkeypatch.setattr(store, "migrate", unreachable)
-    monkeypatch.setattr("bridge.events_cli.open_store", lambda config: store)
-    monkeypatch.setattr("bridge.store.open_store", lambda config: store)
+    monkeypatch.setattr("bridge.events_cli.open_store", lambda config, create: store)
+    monkeypatch.setattr("bridge.store.open_store", lambda config, create: store)
     for argv in (["events", "list"], ["events", "show", "1"], ["migrate"]):
         code, _, err = run(argv)
         assert code == 1, (argv, err)
@@ -124,7 +124,7 @@ def test_a_store_sqlite_cannot_open_is_one_line_naming_it_and_exit_2(
 
 
 async def _rejected_events(database: Path, count: int) -> None:
-    store = open_store(StoreConfig(url=f"sqlite:///{database}", durability="normal"))
+    store = open_store(StoreConfig(url=f"sqlite:///{database}", durability="normal"), create=True)
     await store.migrate()
     reason = "the mapping refused the payload: " + "line_items is not a list; " * 10
     for number in range(count):

@@ -80,7 +80,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             url = f"sqlite:///{tmp_path / 'events.db'}"
         else:
             url = "memory://"
-        backend = open_store(StoreConfig(url=url))
+        backend = open_store(StoreConfig(url=url), create=True)
         await backend.migrate()
         yield backend
         await backend.close()

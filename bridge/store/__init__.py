@@ -7,12 +7,16 @@ from bridge.errors import ConfigError
 from bridge.store.base import Store
 from bridge.store.postgres import PostgresStore
 from bridge.store.sqlite import SQLiteStore
+from bridge.store_path import require_store
 
 
-def open_store(config: StoreConfig) -> Store:
+def open_store(config: StoreConfig, *, create: bool) -> Store:
     """The backend `store.url` names: `sqlite:///path`, `postgresql://user@host/db` to
-    scale out, or `memory://` for tests and trials."""
+    scale out, or `memory://` for tests and trials. Only a command that may `create` the
+    store (`migrate`, `serve`) makes a new SQLite file; the others refuse a missing one."""
     url = config.url
+    if not create:
+        require_store(url)
     if url.startswith("sqlite:///"):
         return SQLiteStore(url.removeprefix("sqlite:///"), durability=config.durability)
     if url == "memory://":
