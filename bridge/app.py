@@ -27,6 +27,7 @@ from bridge.responses import error
 from bridge.status import StatusLinks
 from bridge.status_page import StatusPage
 from bridge.store import Store, open_store
+from bridge.sweep import Sweeps
 from bridge.webhooks import WebhookEndpoint
 from bridge.worker import Worker
 
@@ -43,6 +44,7 @@ class Runtime:
     store: Store
     client: LuminousClient
     worker: Worker
+    sweeps: Sweeps
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -120,7 +122,8 @@ def create_app(
     worker = Worker(
         settings, store, client, resolver=resolver, metrics=metrics, **(worker_options or {})
     )
-    runtime = Runtime(store=store, client=client, worker=worker)
+    sweeps = Sweeps(settings, store, metrics, worker.owner, recorded=worker.kick)
+    runtime = Runtime(store=store, client=client, worker=worker, sweeps=sweeps)
     links = StatusLinks(store)
     admin = Admin(settings, store, worker)
     page = StatusPage(settings, store, worker)
@@ -137,6 +140,7 @@ def create_app(
                 config.server.admin_token_env,
             )
         worker.start()
+        sweeps.start()
         runtime.tasks.append(
             asyncio.create_task(_purge_forever(store, config.store.retention_days))
         )
@@ -146,6 +150,7 @@ def create_app(
             yield
         finally:
             log.info("draining: finishing work in flight (up to %ss)", config.server.drain_seconds)
+            await sweeps.stop()
             await worker.stop(config.server.drain_seconds)
             for task in runtime.tasks:
                 task.cancel()

@@ -68,6 +68,7 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Interval = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]  # 0: never
 
 
 class _Section(BaseModel):
@@ -188,6 +189,13 @@ class ShopConfig(_Section):
         return self
 
 
+class SweepConfig(_Section):
+    """`[sources.X.sweep]`: a periodic backfill of recently updated orders inside `serve`."""
+
+    every: Interval = 0.0  # seconds between sweeps of each shop; 0 = never
+    lookback: Duration = 7200.0  # how far back the first sweep looks, and each one overlaps
+
+
 class SourceConfig(_Section):
     mapping: str | None = None
     verify: Scheme | None = None
@@ -198,6 +206,7 @@ class SourceConfig(_Section):
     shops: dict[str, ShopConfig] = Field(default_factory=dict)
     tag_topics: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
 
 
 class Config(_Section):
@@ -248,6 +257,7 @@ class Source:
     allowed_shops: frozenset[str]
     options: InvoiceOptions
     shops: MappingABC[str, Shop] = field(default_factory=dict)  # by normalised name
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def accepts(self, shop: str) -> bool:
         """Whether deliveries from `shop` (normalised) are taken: its shop tables replace
@@ -402,6 +412,7 @@ def _build_source(name: str, raw: SourceConfig, environ: MappingABC[str, str]) -
         allowed_shops=frozenset(normalise_shop(shop) for shop in raw.allowed_shops),
         options=options,
         shops=shops,
+        sweep=raw.sweep,
     )
 
 
@@ -484,7 +495,9 @@ def check_runnable(settings: Settings, *, sandbox: bool) -> list[str]:
         fixed = source.options.company == "fixed"
         if fixed and source.options.company_id is None and not sandbox:
             problems.append(f"sources.{name}.options.company_id: required with company = 'fixed'")
-    return problems
+    from bridge.sweep import sweep_problems  # it reads shop tables this module builds
+
+    return problems + sweep_problems(settings)
 
 
 def check_shop_secrets(settings: Settings) -> list[str]:

@@ -125,6 +125,25 @@ class Metrics:
         self.paused = Gauge(
             "bridge_paused", "1 while Luminous refuses the API token", registry=registry
         )
+        self.sweep_missed = Counter(
+            "bridge_sweep_missed_orders",
+            "Events the sweep recorded because no webhook had brought them: orders the bridge "
+            "never saw (kind=new) or changes it never heard of (kind=changed)",
+            ["source", "shop", "kind"],
+            registry=registry,
+        )
+        self.sweep_failures = Counter(
+            "bridge_sweep_fetch_failures",
+            "Sweeps cut short because the shop's API failed (the next one retries the window)",
+            ["source", "shop"],
+            registry=registry,
+        )
+        self.sweep_cursor_age = Gauge(
+            "bridge_sweep_cursor_age_seconds",
+            "Seconds since the shop's sweep cursor: orders updated before it were swept",
+            ["source", "shop"],
+            registry=registry,
+        )
         self.store_ttl = STORE_TTL
         self._read_at: float | None = None  # monotonic time of the last reading
         self._reading = asyncio.Lock()

@@ -61,10 +61,21 @@ def shopify_orders(url: str) -> list[dict[str, Any]]:
     return found
 
 
-def start_world(tmp_path: Path, platform: str, count: int) -> World:
+def start_world(
+    tmp_path: Path,
+    platform: str,
+    count: int,
+    *,
+    shop_flags: tuple[str, ...] = (),
+    sweep: dict[str, str] | None = None,
+) -> World:
+    """The shop's stand-in holding `count` orders and a `bridge serve --sandbox` that knows
+    its API (and sweeps it, given `sweep`); no webhook sent yet."""
     shop_port, bridge_port = free_port(), free_port()
     shop_args = ["shop-sandbox", platform, "--port", str(shop_port), "--generate", str(count)]
-    shop_args += ["--bucket-size", "400", "--leak-rate", "20"] if platform == "shopify" else []
+    shop_args += list(shop_flags)
+    if platform == "shopify" and "--bucket-size" not in shop_flags:
+        shop_args += ["--bucket-size", "400", "--leak-rate", "20"]
     shop_args += ["--key", WOO_KEY, "--secret", WOO_SECRET] if platform == "woocommerce" else []
     shop = Process(shop_args, shop_port, tmp_path / "shop.log").start()
     shop_name = "acme.myshopify.com" if platform == "shopify" else f"http://127.0.0.1:{shop_port}"
@@ -84,6 +95,7 @@ def start_world(tmp_path: Path, platform: str, count: int) -> World:
             },
             f"sources.{platform}": {"secret_env": "E2E_SECRET"},
             f'sources.{platform}.shops."{shop_name}"': table,
+            **({f"sources.{platform}.sweep": sweep} if sweep else {}),
         },
     )
     env = {

@@ -65,8 +65,12 @@ def test_the_configuration_reference_is_a_valid_configuration(tmp_path: Path) ->
     config = tmp_path / "bridge.toml"
     config.write_text(block.group(1))
     env = {"SHOPIFY_WEBHOOK_SECRET": "s", "ACME_WEBHOOK_SECRET": "a", "LUMINOUS_API_TOKEN": "t"}
-    settings = load_settings(str(config), env)
+    # Its sweep needs the shop's API token: without it `serve` refuses to start.
+    without_token = check_runnable(load_settings(str(config), env), sandbox=False)
+    assert [p.split(":")[0] for p in without_token] == ["sources.shopify.sweep"]
+    settings = load_settings(str(config), {**env, "ACME_SHOPIFY_TOKEN": "shpat_x"})
     assert check_runnable(settings, sandbox=False) == []
+    assert settings.sources["shopify"].sweep.every == 900
     options = settings.sources["shopify"].options
     assert options.tag_topics["partially_refunded"] == "partially-refunded"
     assert options.po_prefix_for("acme.myshopify.com") == "AC-"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-SCHEMA_VERSION = 4  # the highest migration in bridge/store/migrations/<dialect>/
+SCHEMA_VERSION = 5  # the highest migration in bridge/store/migrations/<dialect>/
 
 
 class Status(enum.StrEnum):
@@ -220,6 +220,25 @@ class OrderClaim:
     event_id: int | None = None
     sent: bool = False
     sent_age: float | None = None
+
+
+@dataclass(frozen=True)
+class SweepCursor:
+    """How far a shop's sweep has looked, and who sweeps it now."""
+
+    cursor: float | None = None  # Unix time: orders updated before it were swept
+    swept_at: float | None = None  # when the last sweep ended (wall clock)
+    holder: str | None = None  # the lease's owner, a label for people; None when free
+
+
+@dataclass(frozen=True)
+class SweepLease:
+    """The right to sweep one shop; `generation` fences every write made under it."""
+
+    source: str
+    shop: str
+    generation: int
+    cursor: float | None  # as it was when the lease was taken
 
 
 class Store(ABC):
@@ -433,6 +452,26 @@ class Store(ABC):
         self, source: str, shop: str, order_ids: Collection[str]
     ) -> dict[str, OrderRecord]:
         """The exactly-once records of these orders, by order id."""
+
+    @abstractmethod
+    async def claim_sweep(
+        self, source: str, shop: str, owner: str, lease: float, every: float
+    ) -> SweepLease | None:
+        """Take a shop's sweep lease if no one holds it and its last sweep ended `every`
+        seconds ago or more; None otherwise. Every claim is a new generation."""
+
+    @abstractmethod
+    async def sweep_cursor(self, source: str, shop: str) -> SweepCursor:
+        """The shop's cursor and lease as they stand (all None before its first sweep)."""
+
+    @abstractmethod
+    async def renew_sweep(self, lease: SweepLease, seconds: float) -> bool:
+        """Extend a sweep lease; False when it was lost (claimed again or released)."""
+
+    @abstractmethod
+    async def end_sweep(self, lease: SweepLease, cursor: float | None) -> bool:
+        """Release the lease; with a `cursor`, also advance the shop's cursor to it (never
+        back) and note the sweep as done. False, and nothing written, when it was lost."""
 
     @abstractmethod
     async def heartbeat(self) -> None:

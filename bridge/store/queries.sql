@@ -277,3 +277,44 @@ WHERE source = %(source)s AND shop = %(shop)s AND order_id IN %(order_ids)s
 -- A running worker's sign of life, for commands that need one (backfill --wait).
 INSERT INTO meta (key, value) VALUES (%(key)s, %(beat)s)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value
+
+-- name: sweep_key
+source = %(source)s AND shop = %(shop)s
+
+-- name: sweep_holds
+-- The sweep lease of this generation still stands (it may have lapsed unseen): only its
+-- holder may renew it or end it, so a paused sweeper that lost it writes nothing.
+{sweep_key} AND generation = %(generation)s AND lease_owner IS NOT NULL
+
+-- name: add_sweep
+INSERT INTO sweep_cursors (source, shop) VALUES (%(source)s, %(shop)s)
+ON CONFLICT (source, shop) DO NOTHING
+
+-- name: claim_sweep
+-- Free (never held, released, lapsed) and due: the last sweep ended %(every)s seconds ago
+-- or more, by the wall clock every replica reads alike. Of two replicas racing, the second
+-- waits for the first to commit, then finds the lease held.
+UPDATE sweep_cursors
+SET generation = generation + 1, lease_owner = %(owner)s, lease_until = %(lease_until)s,
+    lease_boot = %(boot)s
+WHERE {sweep_key} AND {lease_lapsed}
+  AND (swept_at IS NULL OR swept_at <= %(now)s - %(every)s)
+RETURNING generation, cursor, swept_at
+
+-- name: sweep_cursor
+SELECT cursor, swept_at, lease_owner FROM sweep_cursors WHERE {sweep_key}
+
+-- name: renew_sweep
+UPDATE sweep_cursors SET lease_until = %(lease_until)s, lease_boot = %(boot)s
+WHERE {sweep_holds}
+
+-- name: end_sweep
+-- The cursor only moves forward; a sweep that failed passes none and leaves it.
+UPDATE sweep_cursors
+SET cursor = CASE WHEN cursor IS NULL OR cursor < %(cursor)s THEN %(cursor)s ELSE cursor END,
+    swept_at = %(now)s, lease_owner = NULL, lease_until = NULL, lease_boot = NULL
+WHERE {sweep_holds}
+
+-- name: release_sweep
+UPDATE sweep_cursors SET lease_owner = NULL, lease_until = NULL, lease_boot = NULL
+WHERE {sweep_holds}

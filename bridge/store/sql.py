@@ -32,6 +32,8 @@ from bridge.store.base import (
     OrderKey,
     OrderRecord,
     Store,
+    SweepCursor,
+    SweepLease,
 )
 from bridge.store.clock import Now
 from bridge.store.connector import Connector, Row, Rule, changed, clock, one, rows
@@ -92,6 +94,10 @@ def _json(value: object) -> str | None:
 
 def _order(key: OrderKey) -> dict[str, object]:
     return {"source": key.source, "shop": key.shop, "order_id": key.order_id}
+
+
+def _sweep(lease: SweepLease) -> dict[str, object]:
+    return {"source": lease.source, "shop": lease.shop, "generation": lease.generation}
 
 
 def _times(now: Now) -> dict[str, object]:
@@ -512,6 +518,49 @@ class SQLStore(Store):
                     row["order_id"], row["invoice_id"], row["event_id"], total
                 )
         return found
+
+    # -- sweeps -----------------------------------------------------------------
+
+    @writes
+    def claim_sweep(
+        self, source: str, shop: str, owner: str, lease: float, every: float
+    ) -> Rule[SweepLease | None]:
+        now = yield from clock()
+        yield from changed("add_sweep", source=source, shop=shop)
+        row = yield from one(
+            "claim_sweep",
+            source=source,
+            shop=shop,
+            owner=owner,
+            lease_until=now.lease + lease,
+            every=every,
+            **_times(now),
+        )
+        return SweepLease(source, shop, row["generation"], row["cursor"]) if row else None
+
+    @reads
+    def sweep_cursor(self, source: str, shop: str) -> Rule[SweepCursor]:
+        row = yield from one("sweep_cursor", source=source, shop=shop)
+        if row is None:
+            return SweepCursor()
+        return SweepCursor(row["cursor"], row["swept_at"], row["lease_owner"])
+
+    @writes
+    def renew_sweep(self, lease: SweepLease, seconds: float) -> Rule[bool]:
+        now = yield from clock()
+        renewed = yield from changed(
+            "renew_sweep", **_sweep(lease), lease_until=now.lease + seconds, boot=now.boot
+        )
+        return renewed == 1
+
+    @writes
+    def end_sweep(self, lease: SweepLease, cursor: float | None) -> Rule[bool]:
+        now = yield from clock()
+        if cursor is None:
+            ended = yield from changed("release_sweep", **_sweep(lease))
+        else:
+            ended = yield from changed("end_sweep", **_sweep(lease), cursor=cursor, now=now.wall)
+        return ended == 1
 
     @writes
     def heartbeat(self) -> Rule[None]:

@@ -78,5 +78,6 @@ CREATE TABLE IF NOT EXISTS sweep_cursors (
     lease_owner text,
     lease_until double precision,
     lease_boot  text,
+    generation  bigint NOT NULL DEFAULT 0,      -- claims of the lease: fences each one's writes
     PRIMARY KEY (source, shop)
 );

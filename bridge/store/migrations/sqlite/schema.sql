@@ -77,5 +77,6 @@ CREATE TABLE IF NOT EXISTS sweep_cursors (
     lease_owner TEXT,                  -- a label for people
     lease_until REAL,                  -- lease clock
     lease_boot  TEXT,                  -- the boot lease_until was measured in
+    generation  INTEGER NOT NULL DEFAULT 0,  -- claims of the lease: fences each one's writes
     PRIMARY KEY (source, shop)
 );
