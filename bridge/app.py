@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from bridge import openapi
 from bridge.admin import Admin
 from bridge.config import Settings
 from bridge.errors import StoreError
@@ -27,6 +28,7 @@ from bridge.responses import error
 from bridge.status import StatusLinks
 from bridge.store import Store, open_store
 from bridge.webhooks import WebhookEndpoint
+from bridge.wire import dumps
 from bridge.worker import Worker
 
 log = logging.getLogger("bridge.app")
@@ -42,7 +44,9 @@ class Runtime:
     store: Store
     client: LuminousClient
     worker: Worker
+    settings: Settings
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    openapi: bytes | None = None
 
 
 async def _purge_forever(store: Store, retention_days: int) -> None:
@@ -72,6 +76,14 @@ async def _partner_schema(request: Request) -> Response:
     from mappings.partner import SCHEMA_PATH
 
     return Response(SCHEMA_PATH.read_bytes(), media_type="application/schema+json")
+
+
+async def _openapi(request: Request) -> Response:
+    """This app's OpenAPI document: made on first use, from the routes it serves."""
+    runtime: Runtime = request.app.state.runtime
+    if runtime.openapi is None:
+        runtime.openapi = dumps(openapi.document(runtime.settings, request.app.routes))
+    return Response(runtime.openapi, media_type="application/json")
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -119,7 +131,7 @@ def create_app(
     worker = Worker(
         settings, store, client, resolver=resolver, metrics=metrics, **(worker_options or {})
     )
-    runtime = Runtime(store=store, client=client, worker=worker)
+    runtime = Runtime(store=store, client=client, worker=worker, settings=settings)
     links = StatusLinks(store)
     admin = Admin(settings, store, worker)
     webhooks = WebhookEndpoint(settings, store, worker, links)
@@ -159,6 +171,7 @@ def create_app(
     ]
     if sandbox_routes is not None:
         routes.append(Mount("/external/api/v1", routes=sandbox_routes))
+    routes.append(Route("/openapi.json", _openapi, methods=["GET"]))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
