@@ -146,6 +146,9 @@ def create_app(
                 "no admin token (%s is not set): admin routes answer 404",
                 config.server.admin_token_env,
             )
+        worker.listener = store.listener(worker.wake, config.store.listen_poll_interval)
+        if worker.listener is not None:
+            runtime.tasks.append(asyncio.create_task(worker.listener.run()))
         worker.start()
         runtime.tasks.append(
             asyncio.create_task(_purge_forever(store, config.store.retention_days))

@@ -85,6 +85,8 @@ class StoreConfig(_Section):
     url: str = "sqlite:///bridge.db"
     durability: Literal["full", "normal"] = "full"
     retention_days: int = Field(30, ge=1)
+    # PostgreSQL: idle workers are woken by NOTIFY and poll only this often as a fallback.
+    listen_poll_interval: float = Field(15.0, gt=0)
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StoreConfig:
