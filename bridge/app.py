@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from bridge import openapi
 from bridge.admin import Admin
+from bridge.alerts import Alerts
 from bridge.config import Settings
 from bridge.errors import StoreError
 from bridge.luminous import LuminousClient
@@ -149,6 +150,9 @@ def create_app(
         worker.listener = store.listener(worker.wake, config.store.listen_poll_interval)
         if worker.listener is not None:
             runtime.tasks.append(asyncio.create_task(worker.listener.run()))
+        if settings.alert_url:
+            worker.alerts = Alerts(settings.alert_url, config.alerts.every)
+            runtime.tasks.append(asyncio.create_task(worker.alerts.run()))
         worker.start()
         runtime.tasks.append(
             asyncio.create_task(_purge_forever(store, config.store.retention_days))

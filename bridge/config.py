@@ -199,11 +199,17 @@ class SourceConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class AlertsConfig(_Section):
+    webhook_url_env: str | None = None  # names the variable holding the webhook's URL
+    every: float = Field(60.0, ge=1)  # seconds between messages, at least
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     luminous: LuminousConfig = Field(default_factory=LuminousConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=lambda: {"shopify": SourceConfig(secret_env="SHOPIFY_WEBHOOK_SECRET")}
     )
@@ -265,6 +271,7 @@ class Settings:
     luminous_token: str | None = field(repr=False)
     admin_token: str | None = field(repr=False)
     path: Path | None = None
+    alert_url: str | None = field(default=None, repr=False)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -419,6 +426,7 @@ def load_settings(
         luminous_token=luminous_token,
         admin_token=admin_token,
         path=path,
+        alert_url=_env(config.alerts.webhook_url_env, env),
     )
 
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
+from bridge.alerts import Alerts
 from bridge.config import Settings
 from bridge.errors import AuthError, LuminousError, RetryableError, StoreError
 from bridge.invoicing import (
@@ -37,7 +38,7 @@ from bridge.logs import transition
 from bridge.metrics import Metrics
 from bridge.resolver import Resolver
 from bridge.retry import RetryPolicy
-from bridge.store.base import CREATED, DEAD, RETRYING, SKIPPED, TAGGED, Event, Store
+from bridge.store.base import CREATED, DEAD, REJECTED, RETRYING, SKIPPED, TAGGED, Event, Store
 from bridge.store.listener import Listener
 
 log = logging.getLogger("bridge.worker")
@@ -87,6 +88,7 @@ class Worker:
         self.loop_error: str | None = None  # the last unexpected error the loop survived
         self._slots = asyncio.Semaphore(settings.config.luminous.max_concurrency)
         self._wake = asyncio.Event()
+        self.alerts: Alerts | None = None  # set by the app when alerts are configured
         self.listener: Listener | None = None  # set by the app when the store has one
         self._changed: dict[int, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -422,6 +424,8 @@ class Worker:
             order=event.order_ref or outcome.order_name or outcome.order_id,
             reason=outcome.reason,
         )
+        if self.alerts is not None and outcome.status in (DEAD, REJECTED):
+            self.alerts.note(event, outcome.status, outcome.reason)
 
     async def _retry(
         self, claim: Claim, exc: RetryableError, minimum: float, seconds: float
