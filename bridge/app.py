@@ -16,7 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from bridge import openapi
 from bridge.admin import Admin
+from bridge.alerts import Alerts
 from bridge.config import Settings
 from bridge.errors import StoreError
 from bridge.luminous import LuminousClient
@@ -29,6 +31,7 @@ from bridge.status_page import StatusPage
 from bridge.store import Store, open_store
 from bridge.sweep import Sweeps
 from bridge.webhooks import WebhookEndpoint
+from bridge.wire import dumps
 from bridge.worker import Worker
 
 log = logging.getLogger("bridge.app")
@@ -45,7 +48,9 @@ class Runtime:
     client: LuminousClient
     worker: Worker
     sweeps: Sweeps
+    settings: Settings
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    openapi: bytes | None = None
 
 
 async def _purge_forever(store: Store, retention_days: int) -> None:
@@ -75,6 +80,14 @@ async def _partner_schema(request: Request) -> Response:
     from mappings.partner import SCHEMA_PATH
 
     return Response(SCHEMA_PATH.read_bytes(), media_type="application/schema+json")
+
+
+async def _openapi(request: Request) -> Response:
+    """This app's OpenAPI document: made on first use, from the routes it serves."""
+    runtime: Runtime = request.app.state.runtime
+    if runtime.openapi is None:
+        runtime.openapi = dumps(openapi.document(runtime.settings, request.app.routes))
+    return Response(runtime.openapi, media_type="application/json")
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -123,7 +136,7 @@ def create_app(
         settings, store, client, resolver=resolver, metrics=metrics, **(worker_options or {})
     )
     sweeps = Sweeps(settings, store, metrics, worker.owner, recorded=worker.kick)
-    runtime = Runtime(store=store, client=client, worker=worker, sweeps=sweeps)
+    runtime = Runtime(store=store, client=client, worker=worker, sweeps=sweeps, settings=settings)
     links = StatusLinks(store)
     admin = Admin(settings, store, worker)
     page = StatusPage(settings, store, worker)
@@ -139,6 +152,12 @@ def create_app(
                 "no admin token (%s is not set): admin routes answer 404, the status page is off",
                 config.server.admin_token_env,
             )
+        worker.listener = store.listener(worker.wake, config.store.listen_poll_interval)
+        if worker.listener is not None:
+            runtime.tasks.append(asyncio.create_task(worker.listener.run()))
+        if settings.alert_url:
+            worker.alerts = Alerts(settings.alert_url, config.alerts.every)
+            runtime.tasks.append(asyncio.create_task(worker.alerts.run()))
         worker.start()
         sweeps.start()
         runtime.tasks.append(
@@ -167,6 +186,7 @@ def create_app(
     ]
     if sandbox_routes is not None:
         routes.append(Mount("/external/api/v1", routes=sandbox_routes))
+    routes.append(Route("/openapi.json", _openapi, methods=["GET"]))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -89,6 +89,8 @@ class StoreConfig(_Section):
     url: str = "sqlite:///bridge.db"
     durability: Literal["full", "normal"] = "full"
     retention_days: int = Field(30, ge=1)
+    # PostgreSQL: idle workers are woken by NOTIFY and poll only this often as a fallback.
+    listen_poll_interval: float = Field(15.0, gt=0)
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StoreConfig:
@@ -209,11 +211,17 @@ class SourceConfig(_Section):
     sweep: SweepConfig = Field(default_factory=SweepConfig)
 
 
+class AlertsConfig(_Section):
+    webhook_url_env: str | None = None  # names the variable holding the webhook's URL
+    every: float = Field(60.0, ge=1)  # seconds between messages, at least
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     luminous: LuminousConfig = Field(default_factory=LuminousConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=lambda: {"shopify": SourceConfig(secret_env="SHOPIFY_WEBHOOK_SECRET")}
     )
@@ -277,6 +285,7 @@ class Settings:
     admin_token: str | None = field(repr=False)
     path: Path | None = None
     origin: str = "built-in defaults"  # where it came from, for people
+    alert_url: str | None = field(default=None, repr=False)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -453,6 +462,7 @@ def load_settings(
         admin_token=admin_token,
         path=path,
         origin=_origin(path, env, overrides),
+        alert_url=_env(config.alerts.webhook_url_env, env),
     )
 
 

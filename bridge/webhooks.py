@@ -223,6 +223,7 @@ class WebhookEndpoint:
             body,
             order_id=order.order_id if order else None,
             order_name=order.order_name if order else None,
+            announce=False,
         )
         event, created = await self.store.record(delivery)
         if created:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
+from bridge.alerts import Alerts
 from bridge.config import Settings
 from bridge.errors import AuthError, LuminousError, RetryableError, StoreError
 from bridge.invoicing import (
@@ -37,7 +38,8 @@ from bridge.logs import transition
 from bridge.metrics import Metrics
 from bridge.resolver import Resolver
 from bridge.retry import RetryPolicy
-from bridge.store.base import CREATED, DEAD, RETRYING, SKIPPED, TAGGED, Event, Store
+from bridge.store.base import CREATED, DEAD, REJECTED, RETRYING, SKIPPED, TAGGED, Event, Store
+from bridge.store.listener import Listener
 from bridge.wire import Parsed
 
 log = logging.getLogger("bridge.worker")
@@ -87,6 +89,8 @@ class Worker:
         self.loop_error: str | None = None  # the last unexpected error the loop survived
         self._slots = asyncio.Semaphore(settings.config.luminous.max_concurrency)
         self._wake = asyncio.Event()
+        self.alerts: Alerts | None = None  # set by the app when alerts are configured
+        self.listener: Listener | None = None  # set by the app when the store has one
         self._changed: dict[int, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -192,11 +196,25 @@ class Worker:
         if event is None:
             self._slots.release()
             self._wake.clear()
+            idle = await self._idle_wait()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=idle)
             return
         claim = self._hold(event)
         self._spawn(self._process_in_slot(claim))
+
+    async def _idle_wait(self) -> float:
+        """How long an idle loop sleeps unless woken: a poll interval, or, while a listener
+        announces what other processes make due, until the next retry or lease is due."""
+        if self.listener is None or not self.listener.connected:
+            return self.poll_interval
+        due = await self.store.next_due()
+        fallback = self.settings.config.store.listen_poll_interval
+        return max(self.poll_interval, min(fallback, fallback if due is None else due))
+
+    def wake(self) -> None:
+        """Look for due events now (another process made one due)."""
+        self._wake.set()
 
     def _hold(self, event: Event, parsed: Parsed | None = None) -> Claim:
         claim = Claim(event, event.generation, parsed=parsed)
@@ -409,6 +427,8 @@ class Worker:
             order=event.order_ref or outcome.order_name or outcome.order_id,
             reason=outcome.reason,
         )
+        if self.alerts is not None and outcome.status in (DEAD, REJECTED):
+            self.alerts.note(event, outcome.status, outcome.reason)
 
     async def _retry(
         self, claim: Claim, exc: RetryableError, minimum: float, seconds: float

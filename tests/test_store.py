@@ -147,6 +147,18 @@ async def test_deferred_events_wait_for_their_time_and_count_attempts(store: Sto
     assert paused is not None and paused.attempts == 1
 
 
+async def test_next_due_says_when_a_retry_or_a_lease_comes_due(store: Store) -> None:
+    assert await store.next_due() is None
+    event = await taken(store, lease=50)
+    due = await store.next_due()
+    assert due is not None and 45 < due <= 50  # the lease
+    assert await store.defer(event.id, event.generation, delay=20, reason="503 from Luminous")
+    due = await store.next_due()
+    assert due is not None and 15 < due <= 20  # the retry
+    await store.record(delivery("d2"))
+    assert await store.next_due() == 0
+
+
 async def test_claim_next_takes_the_oldest_due_event(store: Store) -> None:
     first, _ = await store.record(delivery("a"))
     second, _ = await store.record(delivery("b"))

@@ -10,10 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge.store.listener import Listener
 
 SCHEMA_VERSION = 5  # the highest migration in bridge/store/migrations/<dialect>/
 
@@ -70,6 +73,9 @@ class NewDelivery:
     body: bytes
     order_id: str | None = None  # when the payload names its order
     order_name: str | None = None
+    # Wake other replicas' idle workers; the front door hands its events to its own worker
+    # instead, so that the replica which answers the sender is the one that invoices.
+    announce: bool = True
 
 
 @dataclass(frozen=True)
@@ -306,6 +312,15 @@ class Store(ABC):
         self, owner: str, lease: float, skip: Collection[int] = ()
     ) -> Event | None:
         """Take the oldest due event whose id is not in `skip` (the caller's own), if any."""
+
+    @abstractmethod
+    async def next_due(self) -> float | None:
+        """Seconds until an unfinished event may be due (0: now); None when there is none."""
+
+    def listener(self, wake: Callable[[], None], check_every: float) -> Listener | None:
+        """What wakes this process's worker when another process makes an event due; None
+        for a store that only one process works on."""
+        return None
 
     @abstractmethod
     async def renew(self, event_id: int, generation: int, lease: float) -> bool:

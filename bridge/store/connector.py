@@ -52,7 +52,12 @@ class TableExists:
     name: str
 
 
-Request: TypeAlias = Query | Script | Clock | LockSchema | TableExists
+@dataclass(frozen=True)
+class Wake:
+    """Once this transaction commits, wake idle workers that listen (other replicas)."""
+
+
+Request: TypeAlias = Query | Script | Clock | LockSchema | TableExists | Wake
 Rule: TypeAlias = Generator[Request, Any, T]
 
 
@@ -74,6 +79,10 @@ def changed(name: str, **params: object) -> Rule[int]:
     query, flat = expand(QUERIES[name], params)
     count: int = yield Query(query, flat, "rowcount")
     return count
+
+
+def wake() -> Rule[None]:
+    yield Wake()
 
 
 def clock() -> Rule[Now]:

@@ -32,7 +32,9 @@ from bridge.store.connector import (
     Script,
     Steps,
     TableExists,
+    Wake,
 )
+from bridge.store.listener import CHANNEL, Listener
 from bridge.store.sql import SQLStore
 
 T = TypeVar("T")
@@ -43,6 +45,7 @@ _CLOCK = "SELECT extract(epoch FROM clock_timestamp())::double precision AS now"
 _TABLE_EXISTS = "SELECT to_regclass(%s) IS NOT NULL AS present"
 _MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('bridge.migrate ' || current_schema()))"
 _KEY_LOCK = "SELECT pg_advisory_lock(hashtext('bridge.resolver'), hashtext(%s))"
+_WAKE = f"NOTIFY {CHANNEL}"
 _KEY_UNLOCK = "SELECT pg_advisory_unlock(hashtext('bridge.resolver'), hashtext(%s))"
 
 
@@ -105,13 +108,15 @@ class PostgresConnector(Connector):
             **hooks,
         )
 
+    def hide(self, text: str) -> str:
+        """`text` with the connection's password hidden."""
+        return text.replace(self._secret, "***") if self._secret else text
+
     def _error(self, exc: psycopg.Error, cause: str | None = None) -> StoreError:
         message = f"PostgreSQL store {self.safe_url}: {exc}"
         if cause:
             message += f" ({cause})"
-        if self._secret:
-            message = message.replace(self._secret, "***")
-        return StoreError(message)
+        return StoreError(self.hide(message))
 
     async def _opened(self, pool: Pool) -> Pool:
         try:
@@ -183,6 +188,9 @@ class PostgresConnector(Connector):
             cursor = await conn.execute(_TABLE_EXISTS, (request.name,))
             row = await cursor.fetchone()
             return bool(row and row["present"])
+        if isinstance(request, Wake):
+            await conn.execute(_WAKE)  # delivered at commit, and only if it commits
+            return None
         raise TypeError(f"unknown store request {request!r}")
 
     async def write(self, rule: Rule[T]) -> T:
@@ -207,6 +215,9 @@ class PostgresStore(SQLStore):
     def __init__(self, url: str, *, max_size: int = 10, timeout: float = 5.0) -> None:
         super().__init__(PostgresConnector(url, max_size=max_size, timeout=timeout))
         self._key_locks: AdvisoryLocks | None = None
+
+    def listener(self, wake: Callable[[], None], check_every: float) -> Listener:
+        return Listener(self.connector.url, wake, check_every=check_every, hide=self.connector.hide)
 
     def key_locks(self) -> AdvisoryLocks:
         """Per-key locks shared by every replica on this database (the resolver's single flight)."""

@@ -82,6 +82,12 @@ WHERE id = (SELECT id FROM events WHERE {due} AND id NOT IN %(skip)s
             ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING {event_columns}
 
+-- name: next_due
+-- Seconds until something may be due: a retry's time, or a lease running out.
+SELECT MIN(CASE WHEN status = 'processing' THEN lease_until - %(lease_now)s
+                ELSE COALESCE(next_attempt_at, %(now)s) - %(now)s END) AS wait
+FROM events WHERE status IN ('received', 'processing', 'retrying')
+
 -- name: renew
 UPDATE events SET lease_until = %(lease_until)s, lease_boot = %(boot)s WHERE {holds}
 

@@ -36,7 +36,7 @@ from bridge.store.base import (
     SweepLease,
 )
 from bridge.store.clock import Now
-from bridge.store.connector import Connector, Row, Rule, changed, clock, one, rows
+from bridge.store.connector import Connector, Row, Rule, changed, clock, one, rows, wake
 from bridge.store.queries import QUERIES
 from bridge.store.search import key_pattern, merged, text_pattern
 
@@ -177,6 +177,8 @@ class SQLStore(Store):
             body=delivery.body,
         )
         if row is not None:
+            if delivery.announce:
+                yield from wake()
             return _event(row), True
         # A concurrent insert of the same key waited for the other to commit, then yielded.
         row = yield from one("event_by_key", **key)
@@ -244,6 +246,12 @@ class SQLStore(Store):
             **_times(now),
         )
         return _event(row) if row else None
+
+    @reads
+    def next_due(self) -> Rule[float | None]:
+        now = yield from clock()
+        row = yield from one("next_due", **_times(now))
+        return None if row is None or row["wait"] is None else max(0.0, float(row["wait"]))
 
     @writes
     def renew(self, event_id: int, generation: int, lease: float) -> Rule[bool]:
@@ -335,6 +343,8 @@ class SQLStore(Store):
         released = yield from changed(
             "release", event_id=event_id, generation=generation, now=now.wall
         )
+        if released:
+            yield from wake()  # another replica takes it up now, not at its next poll
         return released == 1
 
     # -- orders -----------------------------------------------------------------
@@ -589,6 +599,7 @@ class SQLStore(Store):
         updated = yield from one("replay", event_id=event_id, now=now.wall)
         assert updated is not None  # locked above
         yield from _append(event_id, now, "replayed", f"was {row['status']}")
+        yield from wake()
         return _event(updated)
 
     @writes

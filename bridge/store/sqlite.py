@@ -34,6 +34,7 @@ from bridge.store.connector import (
     Script,
     Steps,
     TableExists,
+    Wake,
 )
 from bridge.store.sql import SQLStore
 
@@ -153,6 +154,8 @@ class SQLiteConnector(Connector):
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (request.name,)
             )
             return found.fetchone() is not None
+        if isinstance(request, Wake):
+            return None  # one instance per file: its own worker is woken in process
         raise TypeError(f"unknown store request {request!r}")
 
     async def write(self, rule: Rule[T]) -> T:
