@@ -120,7 +120,11 @@ def test_a_store_sqlite_cannot_open_is_one_line_naming_it_and_exit_2(
     code, _, err = run([*argv, "--config", "bridge.toml"])
     assert code == 2, err
     check_one_line(code, err)
-    assert f"cannot open SQLite store {path}" in err
+    if argv[0] == "events" and where == "under a file":
+        # A command that only reads finds no store there, and never tries to create one.
+        assert f"no store at {path}" in err
+    else:
+        assert f"cannot open SQLite store {path}" in err
 
 
 async def _rejected_events(database: Path, count: int) -> None:
