@@ -199,6 +199,18 @@ def _one_of(*models: type[BaseModel]) -> dict[str, Any]:
     return {"oneOf": [_ref(model) for model in models]}
 
 
+# What the status page's buttons post (bridge/status_page.py checks each field).
+_STATUS_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["event_id", "action", "nonce", "csrf"],
+    "properties": {
+        "event_id": {"type": "string"},
+        "action": {"type": "string", "enum": ["replay", "dismiss"]},
+        "reason": {"type": "string"},
+        "nonce": {"type": "string"},
+        "csrf": {"type": "string"},
+    },
+}
 _UNAVAILABLE = _refused("the store is unavailable; try again after Retry-After")
 _ADMIN_REFUSED = {
     "401": _refused("no or a wrong admin token"),
@@ -404,17 +416,43 @@ def _describe(settings: Settings) -> dict[str, dict[str, Any]]:
         tags=["webhooks"],
         parameters=[_EVENT_ID, token],
     )
-    paths["/"] = _operation(
-        "get",
-        "status_page",
-        "The status page for people (HTTP Basic: any user, the admin token)",
-        {
-            "200": _answer("the page", {"type": "string"}, "text/html"),
-            "401": _answer("no or a wrong admin token"),
-            "404": _answer("no admin token configured"),
-        },
-        security=[{"basicAuth": []}],
-    )
+    page_refused = {
+        "401": _refused("no or a wrong admin token"),
+        "404": _refused("no admin token configured"),
+    }
+    html = {"type": "string"}
+    paths["/"] = {
+        **_operation(
+            "get",
+            "status_page",
+            "The status page for people (HTTP Basic: any user, the admin token)",
+            {
+                "200": _answer("the page", html, "text/html"),
+                "503": _answer("the page, saying the store is unreachable", html, "text/html"),
+                **page_refused,
+            },
+            security=[{"basicAuth": []}],
+        ),
+        **_operation(
+            "post",
+            "status_page_act",
+            "The status page's replay and dismiss buttons (a form with its CSRF token)",
+            {
+                "303": _answer("done or refused: back to the page, with a notice"),
+                "400": _refused("no event id, or an action other than replay or dismiss"),
+                "403": _refused("a stale form, or one not from the status page"),
+                "413": _refused("the form is too large"),
+                **page_refused,
+            },
+            security=[{"basicAuth": []}],
+            requestBody={
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {"schema": _STATUS_FORM},
+                },
+            },
+        ),
+    }
     return paths
 
 
