@@ -141,7 +141,11 @@ async def _rejected_events(database: Path, count: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["events", "replay", "--status", "rejected", "--dry-run"], ["events", "list"]]
+    "argv",
+    [
+        ["events", "replay", "--status", "rejected", "--dry-run"],
+        ["events", "list", "--limit", "1000"],  # the default 100 rows could fit in the pipe
+    ],
 )
 def test_output_into_a_closed_pipe_ends_quietly(isolated: Path, argv: list[str]) -> None:
     asyncio.run(_rejected_events(isolated / "bridge.db", 600))  # far more than a pipe holds
