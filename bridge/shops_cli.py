@@ -183,7 +183,11 @@ async def run_backfill(args: argparse.Namespace, settings: Settings, source: Sou
 def _luminous(settings: Settings) -> LuminousClient:
     config = settings.config.luminous
     if not config.base_url:
-        raise ConfigError("luminous.base_url", "required: reconcile reads Luminous's invoices")
+        raise ConfigError(
+            "luminous.base_url",
+            "required: reconcile reads Luminous's invoices (beside `bridge serve --sandbox`:"
+            " http://127.0.0.1:8080/external/api/v1, e.g. in BRIDGE_LUMINOUS__BASE_URL)",
+        )
     if not settings.luminous_token:
         raise ConfigError(
             "luminous.token_env", f"environment variable {config.token_env} is not set"
