@@ -52,6 +52,14 @@ class Backlog:
     def ratio(self) -> float:
         return self.late_kib / self.early_kib
 
+    def row(self) -> str:
+        """Its line in the run's table: the RSS at LATE beside the RSS at EARLY."""
+        return (
+            f"| bridge RSS, {LATE:,} recorded | {_mb(self.late_kib)} "
+            f"| RSS at {EARLY:,} | {_mb(self.early_kib)} | {self.ratio:.3f} "
+            f"| ≤ 1.2, under 150 MB |"
+        )
+
     def note(self) -> str:
         return (
             f"- bridge RSS after {LATE:,} deliveries recorded {_mb(self.late_kib)} "

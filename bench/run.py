@@ -130,7 +130,9 @@ def machine() -> str:
     )
 
 
-def table(figures: list[Figure], notes: list[str], started: dt.datetime, host: str) -> str:
+def table(
+    figures: list[Figure], rows: list[str], notes: list[str], started: dt.datetime, host: str
+) -> str:
     lines = [
         f"Run of {started:%Y-%m-%d %H:%M} UTC on {host}.",
         "",
@@ -144,7 +146,7 @@ def table(figures: list[Figure], notes: list[str], started: dt.datetime, host: s
             f"| {figure.floor_name} | {f.rate:,.0f}/s, p99 {f.p99_ms:,.0f} ms "
             f"| {figure.ratio:.3f} | {figure.target} |"
         )
-    return "\n".join([*lines, "", *notes]) + "\n"
+    return "\n".join([*lines, *rows, "", *notes]) + "\n"
 
 
 def created(load: Load) -> float:
@@ -177,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             write_requests(work / "webhooks.lua", deliveries, "/webhooks/shopify"),
             write_requests(work / "invoices.lua", invoices, "/external/api/v1/invoices"),
         )
-        figures, notes = run_all(bench, postgres=not args.no_postgres)
-    report = table(figures, notes, started, host)
+        figures, rows, notes = run_all(bench, postgres=not args.no_postgres)
+    report = table(figures, rows, notes, started, host)
     print(report)
     _write(report)
     return 0
@@ -198,7 +200,8 @@ def _invoice_headers() -> dict[str, str]:
     return {"Content-Type": "application/json", "Authorization": "Bearer bench-token"}
 
 
-def run_all(bench: Bench, *, postgres: bool) -> tuple[list[Figure], list[str]]:
+def run_all(bench: Bench, *, postgres: bool) -> tuple[list[Figure], list[str], list[str]]:
+    """The figures with a floor, the table's other rows, and the notes below it."""
     step = _progress()
     bare, _ = step("bare Starlette", lambda: bench.floor("bare", "bare"))
     two_hop, two_hop_sandbox = step("two-hop floor", lambda: bench.floor("two-hop", "two-hop"))
@@ -248,11 +251,12 @@ def run_all(bench: Bench, *, postgres: bool) -> tuple[list[Figure], list[str]]:
     )
     notes.append(f"- full path at 50 ms: answers {slow.statuses}")
     notes.append(mapping_figure().note())
-    notes.append(_noted(backlog(bench.wrk, bench.connections, bench.scratch("memory")).note()))
+    memory = backlog(bench.wrk, bench.connections, bench.scratch("memory"))
+    notes.append(_noted(memory.note()))
     for store in stores:
         sizes = store_size(bench.wrk, bench.connections, bench.scratch(f"size-{store}"), store)
         notes.append(_noted(sizes.note()))
-    return figures, notes
+    return figures, [memory.row()], notes
 
 
 def _noted(note: str) -> str:
