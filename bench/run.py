@@ -16,95 +16,30 @@ import json
 import os
 import platform
 import random
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.large_bodies import mapping_figure
+from bench.memory import backlog, store_size
 from bench.posting import Delivery, new_orders
 from bench.services import (
-    BRIDGE_ENV,
     SHOPIFY_SECRET,
     BridgeTuning,
     Service,
+    bridge_service,
+    serving,
     start_sandbox,
-    write_config,
+    store_database,
 )
-from tests.harness import free_port
+from bench.wrk import Load, ensure_wrk, run_wrk, write_requests
 
 ROOT = Path(__file__).parent.parent
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench/run.py: begin -->", "<!-- bench/run.py: end -->"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-# wrk's Lua: each thread walks its own stride of the prepared requests, counts answers by
-# status, and the whole run is printed as one JSON line.
-WRK_SCRIPT = """
-local requests = dofile("%(requests)s")
-local threads = {}
-local counter = 0
-function setup(thread)
-  counter = counter + 1
-  thread:set("first", counter)
-  table.insert(threads, thread)
-end
-function init(args)
-  index = first
-  stride = %(threads)d
-  statuses = {}
-end
-function request()
-  local r = requests[((index - 1) %% #requests) + 1]
-  index = index + stride
-  return wrk.format("POST", r[1], r[2], r[3])
-end
-function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-function done(summary, latency, requests)
-  local merged = {}
-  for _, thread in ipairs(threads) do
-    for status, n in pairs(thread:get("statuses")) do
-      merged[tostring(status)] = (merged[tostring(status)] or 0) + n
-    end
-  end
-  local parts = {}
-  for status, n in pairs(merged) do table.insert(parts, string.format('"%%s": %%d', status, n)) end
-  io.write(string.format(
-    'WRK {"requests": %%d, "seconds": %%f, "p50_ms": %%f, "p99_ms": %%f, '
-      .. '"errors": %%d, "statuses": {%%s}}\\n',
-    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3,
-    latency:percentile(99) / 1e3,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    table.concat(parts, ", ")))
-end
-"""
-
-
-@dataclass
-class Load:
-    """What wrk measured: answers per second and latency."""
-
-    requests: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    statuses: dict[str, int]
-    cpu: float = 0.0  # CPU seconds of the measured process during the run
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds
-
-    def ok(self, status: str) -> int:
-        return self.statuses.get(status, 0)
 
 
 @dataclass
@@ -119,109 +54,6 @@ class Figure:
     @property
     def ratio(self) -> float:
         return self.rate_of(self.measured) / self.floor.rate
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
-    return shutil.which("wrk") or "wrk"
-
-
-def lua_string(text: str) -> str:
-    level = "=" * 4
-    assert f"]{level}]" not in text
-    return f"[{level}[{text}]{level}]"
-
-
-def write_requests(path: Path, deliveries: list[Delivery], target: str) -> Path:
-    """The prepared requests as a Lua file wrk loads: {path, headers, body} each."""
-    with path.open("w") as out:
-        out.write("return {\n")
-        for delivery in deliveries:
-            headers = ", ".join(
-                f"[ {lua_string(k)} ] = {lua_string(v)}" for k, v in delivery.headers.items()
-            )
-            body = lua_string(delivery.content.decode())
-            out.write(f"{{{lua_string(target)}, {{{headers}}}, {body}}},\n")
-        out.write("}\n")
-    return path
-
-
-def run_wrk(
-    wrk: str, url: str, requests: Path, seconds: float, connections: int, watched: Service
-) -> Load:
-    script = requests.with_suffix(".wrk.lua")
-    script.write_text(WRK_SCRIPT % {"requests": requests, "threads": 2})
-    before = watched.cpu_seconds()
-    finished = subprocess.run(
-        [
-            wrk,
-            "-t2",
-            f"-c{connections}",
-            f"-d{round(seconds)}s",
-            "--timeout=30s",
-            f"-s{script}",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if finished.returncode != 0:
-        raise SystemExit(f"wrk failed: {finished.stderr or finished.stdout}")
-    cpu = watched.cpu_seconds() - before
-    lines = [row for row in finished.stdout.splitlines() if row.startswith("WRK ")]
-    if not lines:
-        raise SystemExit(f"wrk printed no summary:\n{finished.stdout}{finished.stderr}")
-    line = lines[0]
-    return Load(**json.loads(line[4:]), cpu=cpu)
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    import psycopg
-
-    name = f"bench_{os.getpid()}_{random.randrange(1 << 30)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as db:
-        db.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as db:
-            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def serving(argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Iterator[Service]:
-    port = free_port()
-    service = Service([*argv, "--port", str(port)], port, workdir / "service.log", env or {})
-    service.start()
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
-@contextmanager
-def bridge_service(
-    workdir: Path, sandbox: Service, tuning: BridgeTuning, store: str
-) -> Iterator[Service]:
-    config = write_config(workdir, sandbox, tuning)
-    if store != "sqlite":
-        text = config.read_text().replace(f'"sqlite:///{workdir / "bridge.db"}"', f'"{store}"')
-        config.write_text(text)
-        subprocess.run(
-            [sys.executable, "-m", "bridge.cli", "migrate", "--config", str(config)],
-            check=True,
-            capture_output=True,
-            env={**os.environ, **BRIDGE_ENV},
-        )
-    argv = ["-m", "bridge.cli", "serve", "--config", str(config)]
-    with serving(argv, workdir, BRIDGE_ENV) as service:
-        yield service
 
 
 @dataclass
@@ -264,8 +96,10 @@ class Bench:
         workdir = self.scratch(name)
         sandbox = start_sandbox(workdir, latency_ms=latency_ms)
         try:
-            database = postgres_database() if store == "postgres" else _nothing("sqlite")
-            with database as url, bridge_service(workdir, sandbox, tuning, url) as service:
+            with (
+                store_database(store) as url,
+                bridge_service(workdir, sandbox, tuning, url) as service,
+            ):
                 before = sandbox.cpu_seconds()
                 load = self._load(service, "/webhooks/shopify", self.webhooks)
                 return load, _cpu(sandbox, before)
@@ -276,11 +110,6 @@ class Bench:
         return run_wrk(
             self.wrk, service.url + path, requests, self.seconds, self.connections, service
         )
-
-
-@contextmanager
-def _nothing(value: str) -> Iterator[str]:
-    yield value
 
 
 def _cpu(service: Service, before: float) -> Load:
@@ -301,7 +130,9 @@ def machine() -> str:
     )
 
 
-def table(figures: list[Figure], notes: list[str], started: dt.datetime, host: str) -> str:
+def table(
+    figures: list[Figure], rows: list[str], notes: list[str], started: dt.datetime, host: str
+) -> str:
     lines = [
         f"Run of {started:%Y-%m-%d %H:%M} UTC on {host}.",
         "",
@@ -315,7 +146,7 @@ def table(figures: list[Figure], notes: list[str], started: dt.datetime, host: s
             f"| {figure.floor_name} | {f.rate:,.0f}/s, p99 {f.p99_ms:,.0f} ms "
             f"| {figure.ratio:.3f} | {figure.target} |"
         )
-    return "\n".join([*lines, "", *notes]) + "\n"
+    return "\n".join([*lines, *rows, "", *notes]) + "\n"
 
 
 def created(load: Load) -> float:
@@ -348,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             write_requests(work / "webhooks.lua", deliveries, "/webhooks/shopify"),
             write_requests(work / "invoices.lua", invoices, "/external/api/v1/invoices"),
         )
-        figures, notes = run_all(bench, postgres=not args.no_postgres)
-    report = table(figures, notes, started, host)
+        figures, rows, notes = run_all(bench, postgres=not args.no_postgres)
+    report = table(figures, rows, notes, started, host)
     print(report)
     _write(report)
     return 0
@@ -369,7 +200,8 @@ def _invoice_headers() -> dict[str, str]:
     return {"Content-Type": "application/json", "Authorization": "Bearer bench-token"}
 
 
-def run_all(bench: Bench, *, postgres: bool) -> tuple[list[Figure], list[str]]:
+def run_all(bench: Bench, *, postgres: bool) -> tuple[list[Figure], list[str], list[str]]:
+    """The figures with a floor, the table's other rows, and the notes below it."""
     step = _progress()
     bare, _ = step("bare Starlette", lambda: bench.floor("bare", "bare"))
     two_hop, two_hop_sandbox = step("two-hop floor", lambda: bench.floor("two-hop", "two-hop"))
@@ -419,7 +251,17 @@ def run_all(bench: Bench, *, postgres: bool) -> tuple[list[Figure], list[str]]:
     )
     notes.append(f"- full path at 50 ms: answers {slow.statuses}")
     notes.append(mapping_figure().note())
-    return figures, notes
+    memory = backlog(bench.wrk, bench.connections, bench.scratch("memory"))
+    notes.append(_noted(memory.note()))
+    for store in stores:
+        sizes = store_size(bench.wrk, bench.connections, bench.scratch(f"size-{store}"), store)
+        notes.append(_noted(sizes.note()))
+    return figures, [memory.row()], notes
+
+
+def _noted(note: str) -> str:
+    print(f"bench: {note[2:]}", flush=True)
+    return note
 
 
 def _progress() -> Callable[..., tuple[Load, Load | None]]:

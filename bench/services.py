@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from tests.orders import seed
 BENCH = Path(__file__).parent
 SHOPIFY_SECRET = "bench-shopify-secret"
 ADMIN_TOKEN = "bench-admin-token"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 BRIDGE_ENV = {
     "SHOPIFY_WEBHOOK_SECRET": SHOPIFY_SECRET,
     "LUMINOUS_API_TOKEN": "bench-token",
@@ -137,6 +141,56 @@ payment_terms = "Due on receipt"
 """
     )
     return config
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards."""
+    import psycopg
+
+    name = f"bench_{os.getpid()}_{random.randrange(1 << 30)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def serving(argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Iterator[Service]:
+    port = free_port()
+    service = Service([*argv, "--port", str(port)], port, workdir / "service.log", env or {})
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@contextmanager
+def bridge_service(
+    workdir: Path, sandbox: Service, tuning: BridgeTuning, store: str
+) -> Iterator[Service]:
+    config = write_config(workdir, sandbox, tuning)
+    if store != "sqlite":
+        text = config.read_text().replace(f'"sqlite:///{workdir / "bridge.db"}"', f'"{store}"')
+        config.write_text(text)
+        subprocess.run(
+            [sys.executable, "-m", "bridge.cli", "migrate", "--config", str(config)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **BRIDGE_ENV},
+        )
+    argv = ["-m", "bridge.cli", "serve", "--config", str(config)]
+    with serving(argv, workdir, BRIDGE_ENV) as service:
+        yield service
+
+
+def store_database(store: str) -> AbstractContextManager[str]:
+    """The store URL for "sqlite" (the file `write_config` names) or a fresh PostgreSQL one."""
+    return postgres_database() if store == "postgres" else nullcontext("sqlite")
 
 
 def start_bridge(workdir: Path, config: Path) -> Service:
