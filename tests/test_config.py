@@ -111,3 +111,10 @@ def test_bad_duration() -> None:
         parse_duration("soon")
     with pytest.raises(ValueError):
         parse_duration(True)
+
+
+@pytest.mark.parametrize("value", ["36501d", "1" + "0" * 30 + "h", float("inf"), 10**400])
+def test_a_duration_past_the_longest_the_bridge_takes_is_refused(value: object) -> None:
+    with pytest.raises(ValueError, match="longer than 36500 days"):
+        parse_duration(value)
+    assert parse_duration("36500d") == 36500 * 86400
