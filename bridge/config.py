@@ -320,6 +320,12 @@ def read_config(path: Path | None, environ: MappingABC[str, str] | None = None) 
             raise ConfigError("", f"configuration file {path} does not exist") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                "", f"{path} is not UTF-8 text (invalid byte at offset {exc.start})"
+            ) from None
+        except OSError as exc:
+            raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
     try:
         return Config.model_validate(environment.read_overrides(env).apply(raw or {}))
     except pydantic.ValidationError as exc:

@@ -72,6 +72,12 @@ def test_missing_file_and_bad_toml_are_config_errors(tmp_path: Path) -> None:
         load_settings(str(tmp_path / "missing.toml"), {})
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(write(tmp_path, "[server\n"), {})
+    latin = tmp_path / "latin-1.toml"
+    latin.write_bytes("[server]\n# café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin-1.toml is not UTF-8 text \(invalid byte at"):
+        load_settings(str(latin), {})
+    with pytest.raises(ConfigError, match=r"cannot read .*: Is a directory"):
+        load_settings(str(tmp_path), {})
 
 
 def test_check_runnable_names_missing_secrets_and_luminous(tmp_path: Path) -> None:
