@@ -90,7 +90,7 @@ def _number(value: str) -> float:
 
 def moment(value: str) -> dt.datetime:
     """An ISO-8601 date or time (UTC unless it names an offset), or an age such as `3d`."""
-    from bridge.config import parse_duration
+    from bridge.config import MAX_DURATION_DAYS, parse_duration
 
     text = value.strip()
     try:
@@ -98,10 +98,14 @@ def moment(value: str) -> dt.datetime:
     except ValueError:
         pass
     try:
+        # In UTC too it must be a time a datetime can hold (year 1 to 9999).
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(
-            "expected an ISO date or time (2026-11-01, 2026-11-01T08:00:00Z) or an age like 3d"
+            "expected an ISO date or time (2026-11-01, 2026-11-01T08:00:00Z)"
+            f" or an age like 3d (at most {MAX_DURATION_DAYS} days)"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
@@ -111,6 +115,16 @@ def positive(value: str) -> float:
     number = _number(value)
     if not number > 0:
         raise argparse.ArgumentTypeError("expected a number above 0")
+    return number
+
+
+def days(value: str) -> float:
+    """A number of days above 0, no more than a duration may be."""
+    from bridge.config import MAX_DURATION_DAYS
+
+    number = _number(value)
+    if not 0 < number <= MAX_DURATION_DAYS:
+        raise argparse.ArgumentTypeError(f"expected days above 0, at most {MAX_DURATION_DAYS}")
     return number
 
 

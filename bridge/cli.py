@@ -457,7 +457,7 @@ def _shop_commands(command: Callable[[str, Command, str], argparse.ArgumentParse
     )
     shop.add_argument(
         "--days",
-        type=arguments.positive,
+        type=arguments.days,
         default=3.0,
         metavar="D",
         help="generated orders are spread over the last D days",
@@ -666,6 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; whatever goes wrong is one line on stderr and an exit code."""
+    _fill_closed_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Command = args.handler
@@ -685,6 +686,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _fill_closed_streams() -> None:
+    """A standard stream closed at start (`>&-`) reads and writes /dev/null instead.
+
+    Opening it also takes the stream's descriptor, which the store's file would otherwise
+    get, and then output meant for the terminal would land in the database.
+    """
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115 (kept for the process)
 
 
 def _one_line(message: object) -> str:

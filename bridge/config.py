@@ -53,6 +53,8 @@ _API_URL = re.compile(r"https?://[^/?#\s@]+(?:/[^?#\s]*)?")
 _API_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}|unstable")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+# No wait or age the bridge knows is longer; past it a date cannot be reckoned back.
+MAX_DURATION_DAYS = 36_500
 
 
 def parse_duration(value: Any) -> float:
@@ -60,11 +62,15 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '24h', '30m' or a number of seconds")
     if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration such as '24h', '30m', '90s' or '2d'")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        seconds: int | float = value  # an int too large for a float is compared as it is
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as '24h', '30m', '90s' or '2d'")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not seconds <= MAX_DURATION_DAYS * 86400:
+        raise ValueError(f"{str(value)[:40]!r} is longer than {MAX_DURATION_DAYS} days")
+    return float(seconds)
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
@@ -314,6 +320,12 @@ def read_config(path: Path | None, environ: MappingABC[str, str] | None = None) 
             raise ConfigError("", f"configuration file {path} does not exist") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                "", f"{path} is not UTF-8 text (invalid byte at offset {exc.start})"
+            ) from None
+        except OSError as exc:
+            raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
     try:
         return Config.model_validate(environment.read_overrides(env).apply(raw or {}))
     except pydantic.ValidationError as exc:

@@ -11,7 +11,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 
-from bridge.config import Settings, parse_duration
+from bridge.config import MAX_DURATION_DAYS, Settings, parse_duration
 from bridge.errors import BridgeError
 from bridge.inputs import MAX_EVENT_ID, storable, whole_number
 from bridge.shops import normalise_shop
@@ -29,9 +29,15 @@ def moment(text: str, name: str) -> float:
     except ValueError:
         pass
     try:
+        # In UTC too it must be a time a datetime can hold (year 1 to 9999).
         parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise BadFilter(f"{name} {text!r} is neither an ISO time nor an age like 2h") from None
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        raise BadFilter(
+            f"{name} {text[:40]!r} is neither an ISO time nor an age like 2h"
+            f" (at most {MAX_DURATION_DAYS} days)"
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp()

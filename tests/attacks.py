@@ -134,11 +134,14 @@ class HalfRequests:
                     return
 
 
-def number_heavy_order(size: int) -> bytes:
-    """A new, valid order padded to `size` bytes with an array of decimal numbers."""
+def number_heavy_order(size: int, *, strict: bool = False) -> bytes:
+    """A new, valid order padded to `size` bytes with an array of decimal numbers; `strict`
+    adds an escaped colon, which only the strict parser can vouch for."""
     order = shopify_order(next(_order_ids))
+    if strict:
+        order["x_note"] = "at 10:30"
     order["x_numbers"] = []
-    empty = body(order)
+    empty = body(order).replace(b"10:30", b"10\\u003a30")
     numbers = b",".join(b"%d.%02d" % (1 + i % 9, i % 100) for i in range((size - len(empty)) // 5))
     return empty.replace(b'"x_numbers": []', b'"x_numbers": [' + numbers + b"]")
 
@@ -150,6 +153,7 @@ class LargeBodies:
     url: str
     secret: str
     size: int
+    strict: bool = False
     statuses: list[int] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -166,7 +170,7 @@ class LargeBodies:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            payload = number_heavy_order(self.size)
+            payload = number_heavy_order(self.size, strict=self.strict)
             try:
                 answer = sign_and_post(self.url, "shopify", payload, self.secret, timeout=30)
                 self.statuses.append(answer.status_code)

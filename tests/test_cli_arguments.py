@@ -64,6 +64,12 @@ def check_one_line(code: int, err: str) -> None:
         ["events", "show", "²"],
         ["events", "list", "--limit", "-1"],
         ["events", "list", "--since", "yesterday"],
+        ["events", "list", "--since", "99999999999999999999d"],
+        ["events", "purge", "--status", "dead", "--before", "99999999999999999999999h"],
+        ["events", "purge", "--status", "dead", "--before", "0001-01-01T00:00:00+01:00"],
+        ["events", "purge", "--status", "dead", "--before", "9999-12-31T23:59:59-10:00"],
+        ["backfill", "shopify", "--since", "99999999999999999999999d"],
+        ["shop-sandbox", "shopify", "--days", "9999999999"],
         ["events", "purge", "--days", "1" + "0" * 400],
         ["serve", "--port", "65536"],
         ["sandbox", "--latency", "nan"],
@@ -163,6 +169,24 @@ def test_output_into_a_closed_pipe_ends_quietly(isolated: Path, argv: list[str])
     assert reader.wait(timeout=30) == 1
     assert all(head), head
     assert err == b"", err.decode()
+
+
+@pytest.mark.parametrize(
+    "argv", [["mappings"], ["events", "list"], ["map", "shopify", str(EXAMPLE)], ["bogus"]]
+)
+def test_a_command_started_with_its_streams_closed_ends_without_a_traceback(
+    argv: list[str],
+) -> None:
+    assert main(["migrate"]) == 0
+    # `bridge … >&-`: stdout is closed before the command starts; stderr shows what it said.
+    closed = subprocess.run(
+        [sys.executable, "-m", "bridge.cli", *argv],
+        capture_output=True,
+        preexec_fn=lambda: os.close(1),
+        timeout=60,
+    )
+    assert b"Traceback" not in closed.stderr, closed.stderr.decode()
+    assert closed.returncode == (2 if argv == ["bogus"] else 0), closed.stderr.decode()
 
 
 # -- any input ----------------------------------------------------------------------------

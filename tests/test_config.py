@@ -72,6 +72,12 @@ def test_missing_file_and_bad_toml_are_config_errors(tmp_path: Path) -> None:
         load_settings(str(tmp_path / "missing.toml"), {})
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(write(tmp_path, "[server\n"), {})
+    latin = tmp_path / "latin-1.toml"
+    latin.write_bytes("[server]\n# café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin-1.toml is not UTF-8 text \(invalid byte at"):
+        load_settings(str(latin), {})
+    with pytest.raises(ConfigError, match=r"cannot read .*: Is a directory"):
+        load_settings(str(tmp_path), {})
 
 
 def test_check_runnable_names_missing_secrets_and_luminous(tmp_path: Path) -> None:
@@ -111,3 +117,10 @@ def test_bad_duration() -> None:
         parse_duration("soon")
     with pytest.raises(ValueError):
         parse_duration(True)
+
+
+@pytest.mark.parametrize("value", ["36501d", "1" + "0" * 30 + "h", float("inf"), 10**400])
+def test_a_duration_past_the_longest_the_bridge_takes_is_refused(value: object) -> None:
+    with pytest.raises(ValueError, match="longer than 36500 days"):
+        parse_duration(value)
+    assert parse_duration("36500d") == 36500 * 86400
