@@ -475,3 +475,38 @@ async def test_woocommerce_orders_name_their_site_in_links() -> None:
     )
     links = app.state.book.by_id()[0]["_links"]
     assert links["self"][0]["href"].startswith("https://shop.example/wp-json/wc/v3/orders/")
+
+
+# -- beside the API: what tests read ----------------------------------------------------
+
+
+@pytest.mark.parametrize("platform", ["shopify", "woocommerce"])
+async def test_sandbox_routes_show_the_orders_and_count_answers_outside_the_api(
+    platform: str,
+) -> None:
+    client = shopify(60, bucket_size=2) if platform == "shopify" else woo(60)
+    api = (
+        {"url": ORDERS, "params": {"status": "any", "limit": 250}, "headers": TOKEN}
+        if platform == "shopify"
+        else {"url": WOO, "params": {"per_page": 100, "orderby": "id", "order": "asc"}}
+    )
+    async with client:
+        held = [await client.get("/_sandbox/orders") for _ in range(3)]  # not in the bucket
+        listed = await client.get(**api)
+        orders = wire.loads(held[0].content)["orders"]
+        api_orders = wire.loads(listed.content)
+        assert orders == (api_orders["orders"] if platform == "shopify" else api_orders)
+        assert len(orders) == 60 and all(answer.content == held[0].content for answer in held)
+
+        extra = {**orders[0], "id": orders[-1]["id"] + 1}
+        added = await client.post("/_sandbox/orders", content=wire.dumps(extra))
+        assert added.status_code == 200
+        assert wire.loads((await client.get("/_sandbox/orders")).content)["orders"][-1] == extra
+        answers = [listed] + [await client.get(**api) for _ in range(2)]
+        stats = (await client.get("/_sandbox/stats")).json()
+    if platform == "shopify":  # a bucket of 2: the third API call is refused, and counted
+        assert [answer.status_code for answer in answers] == [200, 200, 429]
+        assert stats["statuses"] == {"200": 2, "429": 1}
+    else:
+        assert stats["statuses"] == {"200": 3}
+    assert stats["requests"] == 3 and stats["orders"] == 61

@@ -1,8 +1,10 @@
 """Local, strict stand-ins for the shops' own order APIs, for trying backfill and reconcile.
 
 `bridge shop-sandbox shopify|woocommerce` serves one; tests build the same app in process.
-Besides the shop's API each serves `/healthz`, `/_sandbox/stats` (answers by status, faults)
-and `POST /_sandbox/orders` (add or replace an order, as a shop's admin would change it).
+Besides the shop's API each serves `/healthz`, `/_sandbox/stats` (answers by status, faults),
+`POST /_sandbox/orders` (add or replace an order, as a shop's admin would change it) and
+`GET /_sandbox/orders` (every order held, by id: outside the API, so neither its bucket nor
+its counts see a test reading what the shop holds).
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ def create_shop_sandbox_app(
     async def stats(request: Request) -> Response:
         return json_response(served.stats(stand_in.faults, len(book)))
 
+    async def all_orders(request: Request) -> Response:
+        return json_response({"orders": book.by_id()})
+
     async def put_order(request: Request) -> Response:
         try:
             order = wire.loads(await request.body())
@@ -101,6 +106,7 @@ def create_shop_sandbox_app(
             Route("/healthz", healthz),
             Route(STATS_PATH, stats),
             Route(ORDERS_PATH, put_order, methods=["POST"]),
+            Route(ORDERS_PATH, all_orders, methods=["GET"]),
             *routes,
         ]
     )

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from bridge import wire
 
 STATS_PATH = "/_sandbox/stats"
-ORDERS_PATH = "/_sandbox/orders"  # POST an order to add or change it while running
+ORDERS_PATH = "/_sandbox/orders"  # GET every order held; POST one to add or change it
 
 
 @dataclass(frozen=True)
