@@ -118,7 +118,7 @@ def _soft_file_limit(count: int) -> Callable[[], None]:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """`bridge ARGS…` as a user types it; output captured."""
     return subprocess.run(
@@ -127,7 +127,7 @@ def run_cli(
         text=True,
         env={**os.environ, **(env or {})},
         cwd=cwd,
-        timeout=60,
+        timeout=timeout,
     )
 
 
@@ -142,10 +142,13 @@ def sign_and_post(
     shop: str = "acme.myshopify.com",
     delivery_id: str | None = None,
     timeout: float = 30.0,
+    client: httpx.Client | None = None,
 ) -> httpx.Response:
+    """Post `body` signed as `scheme` signs it; on `client`'s pooled connections when given."""
     headers = SCHEMES[scheme].sign(body, secret, topic=topic, shop=shop, delivery_id=delivery_id)
     headers["Content-Type"] = "application/json"
-    return httpx.post(f"{url}/webhooks/{source}", content=body, headers=headers, timeout=timeout)
+    post = client.post if client is not None else httpx.post
+    return post(f"{url}/webhooks/{source}", content=body, headers=headers, timeout=timeout)
 
 
 def sandbox_invoices(
