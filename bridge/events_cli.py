@@ -83,7 +83,10 @@ async def _chosen(
         status=args.status, source=getattr(args, "source", None), since=getattr(args, "since", None)
     )
     where = await event_filter(settings, store, asked)
-    return [event.id for event in await store.list_events(where=where, limit=1_000_000)]
+    chosen = [event.id for event in await store.list_events(where=where, limit=1_000_000)]
+    if not chosen:  # say so: silence reads as "done" to someone who expected events
+        print(f"no {args.status} events match: nothing to {verb}")
+    return chosen
 
 
 async def _replay(store: Store, args: argparse.Namespace, settings: Settings) -> int:

@@ -210,6 +210,13 @@ def test_events_dismiss_clears_the_dead_and_replay_revives_them(
     assert capsys.readouterr().out.splitlines()[-1] == (
         "3 matching: 1 received, 1 rejected, 1 dismissed"
     )
+    assert main(["events", "dismiss", "--status", "dead", "--reason", reason]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "no dead events match: nothing to dismiss",
+        "dismissed 0 events",
+    ]
+    assert main(["events", "replay", "--status", "dead", "--dry-run"]) == 0
+    assert capsys.readouterr().out == "no dead events match: nothing to replay\n"
     assert main(["events", "dismiss", str(ids["3046"]), "--reason", reason]) == 1
     assert "only dead or rejected events are dismissed" in capsys.readouterr().err
     assert main(["events", "show", str(ids["3044"])]) == 0
