@@ -7,7 +7,7 @@ from bridge.errors import ConfigError
 from bridge.store.base import Store
 from bridge.store.postgres import PostgresStore
 from bridge.store.sqlite import SQLiteStore
-from bridge.store_path import require_store
+from bridge.store_path import require_store, sqlite_path
 
 
 def open_store(config: StoreConfig, *, create: bool) -> Store:
@@ -17,8 +17,9 @@ def open_store(config: StoreConfig, *, create: bool) -> Store:
     url = config.url
     if not create:
         require_store(url)
-    if url.startswith("sqlite:///"):
-        return SQLiteStore(url.removeprefix("sqlite:///"), durability=config.durability)
+    path = sqlite_path(url)
+    if path is not None:
+        return SQLiteStore(str(path), durability=config.durability)
     if url == "memory://":
         return SQLiteStore(":memory:", durability=config.durability)
     if url.startswith(("postgresql://", "postgres://")):
