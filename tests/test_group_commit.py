@@ -99,3 +99,60 @@ async def test_a_failed_commit_fails_every_write_of_its_group(
     assert all(isinstance(result, StoreError) for result in results), results
     _, new = await store.record(delivery("blocked-0"))
     assert new  # nothing of the failed group was kept
+
+
+async def test_a_write_lock_held_elsewhere_is_waited_for_off_the_loop(
+    grouped: SQLiteStore, tmp_path: Path
+) -> None:
+    store = grouped
+    blocker = sqlite3.connect(tmp_path / "group.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        pending = asyncio.ensure_future(store.record(delivery("waits-for-the-lock")))
+        # The loop goes on serving (lookups included) while the write waits for the lock.
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            assert await store.get(1) is None
+        assert not pending.done()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    event, new = await pending
+    assert new and (await store.get(event.id)) is not None
+
+
+async def test_lookups_see_every_answered_write_and_nothing_uncommitted(
+    grouped: SQLiteStore,
+) -> None:
+    store = grouped
+    seen: list[bool] = []
+
+    def record_then_look() -> Rule[None]:
+        # Mid-transaction, the lookup connection must not see this rule's own insert.
+        yield from changed(
+            "record",
+            source="shopify",
+            delivery_key="mid",
+            shop="s",
+            topic=None,
+            order_id=None,
+            order_name=None,
+            search_keys=None,
+            now=0.0,
+            headers="{}",
+            body=b"{}",
+        )
+        seen.append(
+            store.connector._reader_db("_lookups")
+            .execute(  # type: ignore[attr-defined]
+                "SELECT count(*) AS n FROM events"
+            )
+            .fetchone()["n"]
+            == 0
+        )
+
+    await store.connector.write(record_then_look())
+    assert seen == [True]
+    recorded = await asyncio.gather(*(store.record(delivery(f"l{n}")) for n in range(20)))
+    for event, _ in recorded:
+        assert (await store.get(event.id)) is not None

@@ -119,5 +119,9 @@ class Connector(ABC):
     async def read(self, rule: Rule[T]) -> T:
         """Run a rule that only reads."""
 
+    async def look(self, rule: Rule[T]) -> T:
+        """Run a rule that reads a few rows by key; a connector may run it without a hop."""
+        return await self.read(rule)
+
     @abstractmethod
     async def close(self) -> None: ...

@@ -1,8 +1,9 @@
 """The store's rules, written once over any SQL connector.
 
 Each operation is a rule (see `bridge/store/connector.py`): `@writes` runs it in a write
-transaction, `@reads` without one. The SQL is in queries.sql; what differs between SQLite
-and PostgreSQL is the connector's business.
+transaction, `@reads` without one, `@looks_up` like a read but of a few rows by key, which a
+connector may run without a hop to a thread. The SQL is in queries.sql; what differs between
+SQLite and PostgreSQL is the connector's business.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def reads(
 ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
     """Make a rule method a store method that runs it without a write transaction."""
     return _running(method, lambda connector, rule: connector.read(rule))
+
+
+def looks_up(
+    method: Callable[Concatenate[S, P], Rule[T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
+    """Make a rule that reads a few rows by key a store method the connector may run at once."""
+    return _running(method, lambda connector, rule: connector.look(rule))
 
 
 def _event(row: Row) -> Event:
@@ -186,12 +194,12 @@ class SQLStore(Store):
             raise StoreError(f"delivery {delivery.delivery_key} vanished while recorded")
         return _event(row), False
 
-    @reads
+    @looks_up
     def get(self, event_id: int) -> Rule[Event | None]:
         row = yield from one("event", event_id=event_id)
         return _event(row) if row else None
 
-    @reads
+    @looks_up
     def history(self, event_id: int) -> Rule[list[Attempt]]:
         found = yield from rows(QUERIES["history"], event_id=event_id)
         return [Attempt(**row) for row in found]
@@ -220,7 +228,7 @@ class SQLStore(Store):
         found = yield from rows(QUERIES["count_events"], **_matching(where))
         return {row["status"]: row["n"] for row in found}
 
-    @reads
+    @looks_up
     def known_source(self, source: str) -> Rule[bool]:
         found = yield from one("known_source", source=source)
         return found is not None
@@ -262,7 +270,7 @@ class SQLStore(Store):
             yield from changed("renew_order", event_id=event_id, **until)
         return renewed == 1
 
-    @reads
+    @looks_up
     def still_holds(self, event_id: int, generation: int) -> Rule[bool]:
         now = yield from clock()
         row = yield from one("holding", event_id=event_id, generation=generation, **_times(now))
@@ -481,7 +489,7 @@ class SQLStore(Store):
             search_keys=search_keys,
         )
 
-    @reads
+    @looks_up
     def invoice_for(self, key: OrderKey) -> Rule[int | None]:
         row = yield from one("order", **_order(key))
         return row["invoice_id"] if row else None
@@ -548,7 +556,7 @@ class SQLStore(Store):
         )
         return SweepLease(source, shop, row["generation"], row["cursor"]) if row else None
 
-    @reads
+    @looks_up
     def sweep_cursor(self, source: str, shop: str) -> Rule[SweepCursor]:
         row = yield from one("sweep_cursor", source=source, shop=shop)
         if row is None:
@@ -577,7 +585,7 @@ class SQLStore(Store):
         now = yield from clock()
         yield from changed("heartbeat", key=_HEARTBEAT, beat=repr(now.wall))
 
-    @reads
+    @looks_up
     def heartbeat_age(self) -> Rule[float | None]:
         now = yield from clock()
         row = yield from one("meta_value", key=_HEARTBEAT)
