@@ -45,6 +45,8 @@ def new_orders(count: int, secret: str, rng: random.Random) -> list[Delivery]:
             for _ in range(rng.randint(1, 5))
         ]
         order = shopify_order(order_id, lines=lines, number=1001 + index)
+        # A thousand customers: with companies matched, some are new, most seen before.
+        order["email"] = f"buyer-{index % 1000}@example.com"
         deliveries.append(signed(body(order), order_id, f"bench-{order_id}", secret))
     return deliveries
 

@@ -114,6 +114,8 @@ class BridgeTuning:
     respond_within: float = 3.0
     luminous_concurrency: int = 4
     luminous_rps: float = 0  # the shipped default (5) would cap every run at 5 invoices/s
+    # "fixed": every invoice to company 1; "match": each customer looked up, created if new
+    company: str = "fixed"
 
 
 def write_config(workdir: Path, sandbox: Service, tuning: BridgeTuning) -> Path:
@@ -136,11 +138,17 @@ max_requests_per_second = {tuning.luminous_rps}
 secret_env = "SHOPIFY_WEBHOOK_SECRET"
 
 [sources.shopify.options]
-company_id = 1
 payment_terms = "Due on receipt"
+{_company(tuning.company)}
 """
     )
     return config
+
+
+def _company(how: str) -> str:
+    if how == "fixed":
+        return "company_id = 1"
+    return f'company = "{how}"\ndefault_company_id = 1'
 
 
 @contextmanager
