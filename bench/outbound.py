@@ -8,8 +8,9 @@ process's CPU seconds per request (`time.process_time`, which the other helpers'
 this machine does not inflate) and its requests/s (which it does). `httpx` is the floor: a
 bare pooled `httpx.AsyncClient`, as the two-hop floor sends. `bridge` is
 `LuminousClient.create_invoice` as the worker calls it, guard included; `bridge/<name>` is
-the same client on another transport. Rounds interleave the clients; the table shows each
-figure's median.
+the same client on another transport: `httpcore` (httpx's own, as before the aiohttp one)
+or `httpx-aiohttp` (when that package is installed). Rounds interleave the clients; the
+table shows each figure's median.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import importlib.util
 import json
 import statistics
 import subprocess
@@ -35,7 +37,10 @@ from bench.services import start_sandbox
 from bridge.invoice import InvoiceItem, InvoiceRequest
 from bridge.luminous import LuminousClient
 
-CLIENTS = ("httpx", "bridge", "bridge/httpcore", "bridge/httpx-aiohttp")
+# httpx-aiohttp is measured when installed; it is no dependency (see BENCHMARKS.md).
+CLIENTS = ("httpx", "bridge", "bridge/httpcore") + (
+    ("bridge/httpx-aiohttp",) if importlib.util.find_spec("httpx_aiohttp") else ()
+)
 WARM_UP = 200
 
 Send = Callable[[], Awaitable[int]]
