@@ -13,6 +13,7 @@ import logging
 import re
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -26,6 +27,7 @@ from bridge.catalog import Company, Contact, NewCompany, NewContact, Product
 from bridge.errors import ConfigError
 from bridge.invoice import Invoice, InvoiceRequest
 from bridge.luminous_errors import Answer, ErrorTranslator, retry_after_seconds
+from bridge.luminous_transport import AiohttpTransport
 from bridge.ratelimit import RateLimiter
 
 __all__ = ["USER_AGENT", "LuminousClient", "retry_after_seconds"]
@@ -77,6 +79,11 @@ class LuminousClient:
         self._rate = (
             RateLimiter(max_requests_per_second, burst=1) if max_requests_per_second else None
         )
+        limits = httpx.Limits(
+            max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+        )
+        if transport is None and not _proxied(base_url):
+            transport = AiohttpTransport(limits=limits)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={
@@ -85,9 +92,7 @@ class LuminousClient:
                 "User-Agent": USER_AGENT,
             },
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            limits=httpx.Limits(
-                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
-            ),
+            limits=limits,
             transport=transport,
         )
 
@@ -341,6 +346,14 @@ class LuminousClient:
         elapsed = time.perf_counter() - started
         log.debug("%s %s -> %s in %.1f ms", method, path, outcome, elapsed * 1000)
         self._on_answer(f"{method} {endpoint(path)}", str(outcome), elapsed)
+
+
+def _proxied(base_url: str) -> bool:
+    """Whether the environment names a proxy for `base_url`'s scheme. httpx's own transport
+    honours HTTPS_PROXY, ALL_PROXY and NO_PROXY as it always did; the aiohttp one knows no
+    proxies, so it is used only when none is set (the same lookup httpx makes)."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in (httpx.URL(base_url).scheme, "all"))
 
 
 def _query(params: Params) -> bytes:
