@@ -99,6 +99,11 @@ async def _json_as_text(conn: Connection) -> None:
     conn.adapters.register_loader("json", TextLoader)
 
 
+def _now(row: DictRow | None) -> Now:
+    assert row is not None
+    return Now(wall=row["now"], lease=row["now"], boot="")
+
+
 async def _check(conn: Connection) -> None:
     """Check a pooled connection only when the server may have closed it.
 
@@ -225,13 +230,32 @@ class PostgresConnector(Connector):
         except psycopg.Error as exc:
             raise self._error(exc) from exc
 
-    async def _drive(self, conn: Connection, rule: Rule[T]) -> T:
+    async def _drive(self, conn: Connection, rule: Rule[T], opening: str | None = None) -> T:
         steps = Steps(rule)
-        request = steps.send(None)
+        request = steps.send(None) if opening is None else await self._open(conn, steps, opening)
         while request is not None:
             request = steps.send(await self._answer(conn, request))
         result: T = steps.result
         return result
+
+    async def _open(self, conn: Connection, steps: Steps, opening: str) -> Request | None:
+        """The rule's first request, `opening` (its savepoint) sent before it.
+
+        Nearly every write starts by asking the clock: that goes out with the savepoint, in
+        one round trip.
+        """
+        try:
+            request = steps.send(None)
+        except Exception:
+            await conn.execute(opening, prepare=False)  # so that the savepoint can be undone
+            raise
+        if not isinstance(request, Clock):
+            await conn.execute(opening, prepare=False)
+            return request
+        cursor = await conn.execute(f"{opening}; {_CLOCK}", prepare=False)
+        while cursor.nextset():
+            pass
+        return steps.send(_now(await cursor.fetchone()))
 
     async def _answer(self, conn: Connection, request: Request) -> object:
         if isinstance(request, Query):
@@ -242,9 +266,7 @@ class PostgresConnector(Connector):
             return None
         if isinstance(request, Clock):
             cursor = await conn.execute(_CLOCK)
-            row = await cursor.fetchone()
-            assert row is not None
-            return Now(wall=row["now"], lease=row["now"], boot="")
+            return _now(await cursor.fetchone())
         if isinstance(request, LockSchema):
             await conn.execute(_MIGRATE_LOCK)
             return None
@@ -308,10 +330,8 @@ class PostgresConnector(Connector):
         """One transaction, a savepoint per rule; raises what fails the whole group."""
         control = _FIRST
         for write in group:
-            await conn.execute(control, prepare=False)
-            control = _NEXT
             try:
-                write.result = await self._drive(conn, write.rule)
+                write.result = await self._drive(conn, write.rule, opening=control)
             except _LOST_RACE as exc:
                 write.again = isinstance(write.rule, Rerunnable)
                 write.error = None if write.again else self._error(exc)
@@ -324,6 +344,7 @@ class PostgresConnector(Connector):
             except Exception as exc:
                 write.error = exc
                 await conn.execute(_UNDO, prepare=False)
+            control = _NEXT
         try:
             await conn.execute(_LAST, prepare=False)
         except _LOST_RACE as exc:
