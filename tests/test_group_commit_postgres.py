@@ -9,6 +9,7 @@ lost to a deadlock between two replicas' groups runs again and lands.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 import psycopg
@@ -185,3 +186,25 @@ async def test_a_deadlocked_groups_rules_run_again_and_land(url: str) -> None:
     finally:
         for replica in replicas:
             await replica.close()
+
+
+async def test_a_connection_the_server_dropped_is_replaced_not_used(url: str) -> None:
+    """Checkout no longer asks the server; it still notices one that said goodbye."""
+    name = f"bridge-dropped-{uuid.uuid4().hex[:8]}"  # only this store's connections go
+    store = PostgresStore(f"{url}&application_name={name}")
+    try:
+        await store.migrate()
+        await store.record(delivery("before"))
+        with psycopg.connect(url, autocommit=True) as admin:
+            # The pids first, then terminate: SQL would not promise to filter before it ran.
+            found = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (name,)
+            ).fetchall()
+            assert found
+            for (pid,) in found:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        await asyncio.sleep(0.2)  # the goodbye reaches the idle sockets
+        _, new = await store.record(delivery("after"))
+        assert new
+    finally:
+        await store.close()

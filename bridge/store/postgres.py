@@ -104,6 +104,13 @@ def _now(row: DictRow | None) -> Now:
     return Now(wall=row["now"], lease=row["now"], boot="")
 
 
+def _readable(fd: int) -> bool:
+    # poll, not select: a busy process's descriptors can pass select's limit of 1024.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 async def _check(conn: Connection) -> None:
     """Check a pooled connection only when the server may have closed it.
 
@@ -111,7 +118,7 @@ async def _check(conn: Connection) -> None:
     goodbye before a restart or failover, or the end of the stream. A round trip per
     checkout to find that out would cost as much as the query it precedes.
     """
-    if conn.closed or select.select([conn.pgconn.socket], [], [], 0)[0]:
+    if conn.closed or _readable(conn.pgconn.socket):
         await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
 
