@@ -10,7 +10,7 @@ later commit many of them at once (group commit) without any rule changing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, TypeVar
 
@@ -88,6 +88,25 @@ def wake() -> Rule[None]:
 def clock() -> Rule[Now]:
     now: Now = yield Clock()
     return now
+
+
+class Rerunnable(Generator[Request, Any, T]):
+    """A rule that can be started afresh: a connector whose transaction was lost to a
+    deadlock runs it again rather than failing it."""
+
+    def __init__(self, make: Callable[[], Rule[T]]) -> None:
+        self._make = make
+        self._rule = make()
+
+    def send(self, answer: object) -> Request:
+        return self._rule.send(answer)
+
+    def throw(self, *error: Any) -> Request:
+        return self._rule.throw(*error)
+
+    def again(self) -> Rerunnable[T]:
+        """The same rule, not yet started."""
+        return Rerunnable(self._make)
 
 
 class Steps:

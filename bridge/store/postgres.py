@@ -4,18 +4,28 @@ Replicas claim events with `FOR UPDATE SKIP LOCKED`, so a due event goes to one 
 read every time (leases included) from the database server's clock, one clock for all of
 them, so hosts with skewed or stepped clocks agree on when a lease lapses. Connections come
 from a small pool opened on first use.
+
+Writes that arrive while the connector's groups are busy commit together (group commit): each
+rule in its own savepoint, so one rule's failure undoes only its own writes, under one COMMIT,
+so one WAL flush and a few round trips serve many. No write is answered before its commit. A
+rule that PostgreSQL picks as a deadlock victim (two replicas' groups can wait on each other's
+row locks) is undone to its savepoint, and run again alone once its group has committed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
+import select
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import psycopg_pool
+from psycopg import errors as pg_errors
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.string import TextLoader
 
@@ -28,6 +38,7 @@ from bridge.store.connector import (
     LockSchema,
     Query,
     Request,
+    Rerunnable,
     Rule,
     Script,
     Steps,
@@ -47,6 +58,15 @@ _MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('bridge.migrate ' || curr
 _KEY_LOCK = "SELECT pg_advisory_lock(hashtext('bridge.resolver'), hashtext(%s))"
 _WAKE = f"NOTIFY {CHANNEL}"
 _KEY_UNLOCK = "SELECT pg_advisory_unlock(hashtext('bridge.resolver'), hashtext(%s))"
+# A group's statements around its rules: each rule between SAVEPOINT and RELEASE, the next
+# rule's SAVEPOINT sent with the last one's RELEASE, in one round trip.
+_FIRST = "BEGIN; SAVEPOINT rule"
+_NEXT = "RELEASE rule; SAVEPOINT rule"
+_UNDO = "ROLLBACK TO rule"
+_LAST = "RELEASE rule; COMMIT"
+# Errors that say "this transaction lost a race", not "this rule is wrong": run it again.
+_LOST_RACE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+_ALONE_TRIES = 3
 
 
 def redact(url: str) -> str:
@@ -79,12 +99,62 @@ async def _json_as_text(conn: Connection) -> None:
     conn.adapters.register_loader("json", TextLoader)
 
 
+def _now(row: DictRow | None) -> Now:
+    assert row is not None
+    return Now(wall=row["now"], lease=row["now"], boot="")
+
+
+def _readable(fd: int) -> bool:
+    # poll, not select: a busy process's descriptors can pass select's limit of 1024.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+async def _check(conn: Connection) -> None:
+    """Check a pooled connection only when the server may have closed it.
+
+    An idle connection's socket turns readable only when the server wrote to it unasked: its
+    goodbye before a restart or failover, or the end of the stream. A round trip per
+    checkout to find that out would cost as much as the query it precedes.
+    """
+    if conn.closed or _readable(conn.pgconn.socket):
+        await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+
+
+@dataclass
+class _Write(Generic[T]):
+    """A write rule waiting for its group's commit, and the caller's future."""
+
+    rule: Rule[T]
+    future: asyncio.Future[T]
+    result: T | None = None
+    error: BaseException | None = None
+    again: bool = False  # lost a race in its group: run alone once the group has committed
+
+    def settle(self) -> None:
+        if self.future.done():  # the caller was cancelled; the write stands or fell anyway
+            return
+        if self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            self.future.set_result(self.result)  # type: ignore[arg-type]
+
+
 class PostgresConnector(Connector):
-    """Runs rules on pooled connections, each in its own transaction."""
+    """Runs rules on pooled connections; writes in groups that share one transaction."""
 
     dialect = "postgres"
 
-    def __init__(self, url: str, *, max_size: int = 10, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_size: int = 10,
+        timeout: float = 5.0,
+        groups: int = 1,
+        group_size: int = 64,
+    ) -> None:
         self.url = url
         self.safe_url = redact(url)
         self._secret = _password(url)
@@ -92,6 +162,12 @@ class PostgresConnector(Connector):
         self._timeout = timeout  # seconds to wait for a connection before StoreError
         self._pool: Pool | None = None
         self._lock_pool: Pool | None = None
+        self._groups = groups  # groups committing at once, each on its own connection
+        self._group_size = group_size  # rules per transaction: bounds how long locks are held
+        self._waiting: list[_Write[Any]] = []
+        self._committers: set[asyncio.Task[None]] = set()
+        # Committers still taking groups; a finished task leaves the set only a hop later.
+        self._committing = 0
 
     def _new_pool(self, name: str, min_size: int, **hooks: Any) -> Pool:
         return psycopg_pool.AsyncConnectionPool(
@@ -102,7 +178,7 @@ class PostgresConnector(Connector):
             max_size=self._max_size,
             timeout=self._timeout,
             # A connection the server dropped (a restart, a failover) is replaced, not used.
-            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            check=_check,
             name=name,
             open=False,
             **hooks,
@@ -161,13 +237,32 @@ class PostgresConnector(Connector):
         except psycopg.Error as exc:
             raise self._error(exc) from exc
 
-    async def _drive(self, conn: Connection, rule: Rule[T]) -> T:
+    async def _drive(self, conn: Connection, rule: Rule[T], opening: str | None = None) -> T:
         steps = Steps(rule)
-        request = steps.send(None)
+        request = steps.send(None) if opening is None else await self._open(conn, steps, opening)
         while request is not None:
             request = steps.send(await self._answer(conn, request))
         result: T = steps.result
         return result
+
+    async def _open(self, conn: Connection, steps: Steps, opening: str) -> Request | None:
+        """The rule's first request, `opening` (its savepoint) sent before it.
+
+        Nearly every write starts by asking the clock: that goes out with the savepoint, in
+        one round trip.
+        """
+        try:
+            request = steps.send(None)
+        except Exception:
+            await conn.execute(opening, prepare=False)  # so that the savepoint can be undone
+            raise
+        if not isinstance(request, Clock):
+            await conn.execute(opening, prepare=False)
+            return request
+        cursor = await conn.execute(f"{opening}; {_CLOCK}", prepare=False)
+        while cursor.nextset():
+            pass
+        return steps.send(_now(await cursor.fetchone()))
 
     async def _answer(self, conn: Connection, request: Request) -> object:
         if isinstance(request, Query):
@@ -178,9 +273,7 @@ class PostgresConnector(Connector):
             return None
         if isinstance(request, Clock):
             cursor = await conn.execute(_CLOCK)
-            row = await cursor.fetchone()
-            assert row is not None
-            return Now(wall=row["now"], lease=row["now"], boot="")
+            return _now(await cursor.fetchone())
         if isinstance(request, LockSchema):
             await conn.execute(_MIGRATE_LOCK)
             return None
@@ -194,14 +287,105 @@ class PostgresConnector(Connector):
         raise TypeError(f"unknown store request {request!r}")
 
     async def write(self, rule: Rule[T]) -> T:
-        async with self._connection() as conn, conn.transaction():
-            return await self._drive(conn, rule)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Write(rule, future))
+        if self._committing < self._groups:
+            self._committing += 1
+            committer = asyncio.create_task(self._commit_groups())
+            self._committers.add(committer)
+            committer.add_done_callback(self._committers.discard)
+        return await future
+
+    async def _commit_groups(self) -> None:
+        """Commit what is waiting, a group at a time, until nothing is."""
+        try:
+            await self._commit_waiting()
+        finally:
+            self._committing -= 1
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            group = self._waiting[: self._group_size]
+            del self._waiting[: self._group_size]
+            try:
+                await self._commit_group(group)
+            except BaseException:
+                # Cancelled: no writer is left waiting on a group that is gone.
+                cut = StoreError(f"PostgreSQL store {self.safe_url}: write cut short")
+                for write in (*group, *self._waiting):
+                    write.error = cut
+                    write.settle()
+                self._waiting.clear()
+                raise
+
+    async def _commit_group(self, group: list[_Write[Any]]) -> None:
+        try:
+            async with self._connection() as conn:
+                await self._run_group(conn, group)
+        except StoreError as exc:
+            for write in group:
+                write.error, write.again = exc, False
+        for write in group:
+            if not write.again:
+                write.settle()
+        for write in group:
+            if write.again:
+                await self._write_alone(write)
+                write.settle()
+
+    async def _run_group(self, conn: Connection, group: list[_Write[Any]]) -> None:
+        """One transaction, a savepoint per rule; raises what fails the whole group."""
+        control = _FIRST
+        for write in group:
+            try:
+                write.result = await self._drive(conn, write.rule, opening=control)
+            except _LOST_RACE as exc:
+                write.again = isinstance(write.rule, Rerunnable)
+                write.error = None if write.again else self._error(exc)
+                await conn.execute(_UNDO, prepare=False)
+            except psycopg.Error as exc:
+                if conn.broken:
+                    raise  # the connection is gone, and the transaction with it
+                write.error = self._error(exc)
+                await conn.execute(_UNDO, prepare=False)
+            except Exception as exc:
+                write.error = exc
+                await conn.execute(_UNDO, prepare=False)
+            control = _NEXT
+        try:
+            await conn.execute(_LAST, prepare=False)
+        except _LOST_RACE as exc:
+            await conn.execute("ROLLBACK", prepare=False)
+            for write in group:
+                write.again = isinstance(write.rule, Rerunnable)
+                write.result, write.error = None, None if write.again else self._error(exc)
+
+    async def _write_alone(self, write: _Write[Any]) -> None:
+        """Run a rule that lost a race in its group again, in a transaction of its own."""
+        assert isinstance(write.rule, Rerunnable)
+        for attempt in range(_ALONE_TRIES):
+            write.rule = write.rule.again()
+            try:
+                async with self._connection() as conn, conn.transaction():
+                    write.result = await self._drive(conn, write.rule)
+                write.error = None
+                return
+            except StoreError as exc:
+                write.error = exc
+                if not isinstance(exc.__cause__, _LOST_RACE) or attempt == _ALONE_TRIES - 1:
+                    return
+            except Exception as exc:
+                write.error = exc
+                return
 
     async def read(self, rule: Rule[T]) -> T:
         async with self._connection() as conn:
             return await self._drive(conn, rule)
 
     async def close(self) -> None:
+        # Groups in flight commit and answer their writers before the pool goes.
+        while self._committers:
+            await asyncio.wait(set(self._committers))
         for pool in (self._pool, self._lock_pool):
             if pool is not None:
                 await pool.close()

@@ -37,7 +37,17 @@ from bridge.store.base import (
     SweepLease,
 )
 from bridge.store.clock import Now
-from bridge.store.connector import Connector, Row, Rule, changed, clock, one, rows, wake
+from bridge.store.connector import (
+    Connector,
+    Rerunnable,
+    Row,
+    Rule,
+    changed,
+    clock,
+    one,
+    rows,
+    wake,
+)
 from bridge.store.queries import QUERIES
 from bridge.store.search import key_pattern, merged, text_pattern
 
@@ -61,7 +71,8 @@ def _running(
 ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
     @functools.wraps(method)
     async def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await run(self.connector, method(self, *args, **kwargs))
+        rule = Rerunnable(functools.partial(method, self, *args, **kwargs))
+        return await run(self.connector, rule)
 
     return call
 
