@@ -52,10 +52,11 @@ def _transport(name: str, concurrency: int) -> httpx.AsyncBaseTransport | None:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         return httpx.AsyncHTTPTransport(limits=limits)
     if name == "httpx-aiohttp":
-        from httpx_aiohttp import AiohttpTransport
+        from httpx_aiohttp import AiohttpTransport  # type: ignore[import-not-found]
 
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        return AiohttpTransport(limits=limits)
+        transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits)
+        return transport
     raise SystemExit(f"no transport called {name!r}")
 
 
