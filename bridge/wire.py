@@ -129,11 +129,19 @@ def _strict_loads(data: bytes | str) -> Any:
     return value
 
 
-# Digits, signs and points become "0", an exponent's letter "e", anything else a space: one
-# C pass over the bytes shows a number that needs the careful hooks (too long, or with an
-# exponent). A string that looks the same only takes the slower way.
+# Digits, signs and points become "0", the "E" of an exponent stays, as does a colon, anything
+# else becomes a space. One C pass over the parse written back out then shows an integer too
+# long for the strict parser's liking (msgspec keeps big integers exact), and a Decimal with
+# an exponent: a Decimal's text has one ("1E+999") only when the JSON number did, or when it
+# is very small ("1E-7"). A string that looks the same only takes the slower way.
 _NUMBER_SHAPE = bytes(
-    ord("0") if chr(i) in "0123456789.+-" else ord("e") if chr(i) in "eE" else ord(" ")
+    ord("0")
+    if chr(i) in "0123456789.+-"
+    else ord("E")
+    if chr(i) == "E"
+    else ord(":")
+    if chr(i) == ":"
+    else ord(" ")
     for i in range(256)
 )
 _TOO_LONG = b"0" * (MAX_NUMBER_CHARS + 1)
@@ -147,17 +155,23 @@ def _fast_loads(data: bytes) -> Any:
 
     msgspec keeps the last of two equal keys, so duplicates are found by counting colons:
     each pair in the text has one, as does each colon in a string, and the parse written
-    back out has one fewer per pair it dropped. An escaped colon would skew the count.
+    back out has one fewer per pair it dropped. An escaped colon would skew the count; a
+    body without a backslash (one memchr) has none.
     """
-    shape = data.translate(_NUMBER_SHAPE)
-    if _TOO_LONG in shape or b"\\u003a" in data or b"\\u003A" in data:
+    if b"\\" in data and (b"\\u003a" in data or b"\\u003A" in data):
         return _SLOW
     try:
-        value = (_CHECKED if b"0e" in shape else _FAST).decode(data)
-    except (msgspec.MsgspecError, RecursionError, MalformedJSON):
+        value = _FAST.decode(data)
+    except (msgspec.MsgspecError, RecursionError, ArithmeticError):  # Decimal("1e99999999999")
         return _SLOW
-    if _ENCODER.encode(value).count(b":") != data.count(b":"):
+    shape = _ENCODER.encode(value).translate(_NUMBER_SHAPE)
+    if shape.count(b":") != data.count(b":") or _TOO_LONG in shape:
         return _SLOW
+    if b"0E0" in shape:  # an exponent: parse again, checking each number's range
+        try:
+            return _CHECKED.decode(data)
+        except (msgspec.MsgspecError, RecursionError, MalformedJSON):
+            return _SLOW
     return value
 
 

@@ -61,8 +61,18 @@ def parse_id(value: object, bits: int) -> str | None:
 
 def parse_amount(value: object) -> Decimal:
     """A non-negative money amount, exact; raise ValueError saying what is wrong with it."""
-    if isinstance(value, str) and _AMOUNT_TEXT.fullmatch(value.strip()):
-        amount = Decimal(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        if not _AMOUNT_TEXT.fullmatch(text):
+            raise ValueError(f'must be a decimal amount such as "12.50", got {describe(value)}')
+        amount = Decimal(text)
+        # The pattern has no exponent, NaN or Infinity, and at most six digits after the
+        # point need no further look: only longer fractions are normalised and counted.
+        point = text.find(".")
+        if (point < 0 or len(text) - point <= AMOUNT_DECIMALS + 1) and len(text) < 13:
+            if amount < 0:
+                raise ValueError(f"must not be negative, got {describe(value)}")
+            return amount
     elif isinstance(value, int) and not isinstance(value, bool):
         amount = Decimal(value)
     elif isinstance(value, Decimal):
@@ -110,13 +120,13 @@ class FieldReader:
         if not isinstance(items, list):
             self.refuse(path(where, key), f"must be a list, got {describe(items)}")
             return []
+        base = path(where, key)
         found = []
         for index, item in enumerate(items):
-            item_path = f"{path(where, key)}[{index}]"
             if isinstance(item, dict):
-                found.append((item_path, item))
+                found.append((f"{base}[{index}]", item))
             else:
-                self.refuse(item_path, f"must be an object, got {describe(item)}")
+                self.refuse(f"{base}[{index}]", f"must be an object, got {describe(item)}")
         return found
 
     def text(self, parent: dict[str, Any], key: str, where: str) -> str | None:
@@ -157,13 +167,22 @@ class FieldReader:
         Presentment money is never read. A missing or broken amount counts as zero after its
         problem is recorded.
         """
-        money_set = parent.get(f"{key}_set")
+        money_set = parent.get(key + "_set")
         if money_set is not None:
+            # The common shape read without building its path; any problem takes the long way.
+            shop = money_set.get("shop_money") if isinstance(money_set, dict) else None
+            raw = shop.get("amount") if isinstance(shop, dict) else None
+            if raw is not None:
+                try:
+                    return parse_amount(raw)
+                except ValueError:
+                    pass
             return self.shop_money(money_set, path(where, f"{key}_set"))
-        if parent.get(key) is None:
+        raw = parent.get(key)
+        if raw is None:
             self.refuse(path(where, key), "is missing")
             return ZERO
-        return self._parse(parent[key], path(where, key))
+        return self._parse(raw, path(where, key))
 
     def optional_amount(self, parent: dict[str, Any], key: str, where: str) -> Decimal | None:
         """Like `amount`, but None when neither `key` nor `<key>_set` is given."""

@@ -42,6 +42,8 @@ def test_golden_bodies_parse_as_the_standard_library_parses_them(path: Path) -> 
         b'{"escaped": "\\u003a", "pair": "\\ud83d\\ude00", "n": 1e99}',
         b"[" + b"0.10," * 5000 + b"1]",
         b"[" * 500 + b"]" * 500,
+        b'{"tiny": 0.0000001, "big": 1E+100, "hex": "349e2e2f", "when": "1E-5"}',
+        b"[0." + b"0" * 97 + b"1, -" + b"9" * 99 + b", 1e-100]",
     ],
 )
 def test_values_come_out_exact(data: bytes) -> None:
@@ -57,6 +59,10 @@ def test_values_come_out_exact(data: bytes) -> None:
         (b"[" + b"1" * 101 + b"]", "number too large"),
         (b"[" + b"1" * 60 + b"e" + b"1" * 30 + b"]", "out of range"),
         (b'{"p": 1e101}', "out of range"),
+        (b'{"p": 1e-99999999999999999999}', "out of range"),
+        (b"[-" + b"1" * 100 + b"]", "number too large"),
+        (b"[1." + b"0" * 99 + b"]", "number too large"),
+        (b"[0." + b"0" * 150 + b"1]", "number too large"),
     ],
 )
 def test_what_the_fast_parse_would_keep_is_refused(data: bytes, says: str) -> None:
