@@ -78,6 +78,7 @@ class Claim:
     lost: bool = False  # set when a renewal finds the claim gone
     sending: bool = False  # a POST /invoices may be on the wire
     parsed: Parsed | None = None  # the body as the front door parsed it, if it did
+    ended: Event | None = None  # the event as its outcome was recorded, when that says
 
     @property
     def event_id(self) -> int:

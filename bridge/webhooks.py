@@ -242,7 +242,9 @@ class WebhookEndpoint:
         if not event.finished:
             # A repeat's stored bytes may not be these: it is parsed from the store.
             self.worker.kick(event.id, parsed if created else None)
-            event = await self.worker.wait(event.id, server.respond_within) or event
+            # A new event is as it was recorded; a repeat's may have moved on meanwhile.
+            known = event if created else None
+            event = await self.worker.wait(event.id, server.respond_within, known) or event
         return answer(event, source, self.links, repeat=not created)
 
 

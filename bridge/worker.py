@@ -47,6 +47,7 @@ log = logging.getLogger("bridge.worker")
 LEASE_MARGIN = 5.0  # seconds a lease outlasts the longest request it may cover
 # Kicks that may wait for each Luminous slot; more would hold a task per delivery in memory.
 HANDOFF_PER_SLOT = 8
+WAIT_POLL = 2.0  # seconds between reads of an awaited event in a shared store
 _LOOP_BACKOFF = (0.5, 30.0)  # first and longest pause after an unexpected loop error
 
 
@@ -91,7 +92,7 @@ class Worker:
         self._wake = asyncio.Event()
         self.alerts: Alerts | None = None  # set by the app when alerts are configured
         self.listener: Listener | None = None  # set by the app when the store has one
-        self._changed: dict[int, asyncio.Event] = {}
+        self._changed: dict[int, list[asyncio.Future[Event | None]]] = {}  # waiters, by event
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._held: dict[int, Claim] = {}  # events this process holds, by id
@@ -143,20 +144,42 @@ class Worker:
         self._kicked += 1
         self._spawn(self._claim_and_process(event_id, parsed))
 
-    async def wait(self, event_id: int, timeout: float) -> Event | None:
-        """The event once it is finished, or its state when `timeout` runs out."""
+    async def wait(self, event_id: int, timeout: float, known: Event | None = None) -> Event | None:
+        """The event once it is finished, or its state when `timeout` runs out.
+
+        `known` is its state as the caller just read or wrote it, so it is not read again.
+        The worker wakes waiters when it is done with the event, with the event as it ended
+        when it has it. Only a shared store is polled too, and rarely: another replica may
+        be the one working on it.
+        """
         deadline = time.monotonic() + timeout
-        while True:
-            changed = self._changed.setdefault(event_id, asyncio.Event())
-            event = await self.store.get(event_id)
-            remaining = deadline - time.monotonic()
-            if event is None or event.finished or remaining <= 0:
-                self._changed.pop(event_id, None)
-                return event
-            with contextlib.suppress(TimeoutError):
-                # Poll too: another replica may be the one working on it.
-                await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.5))
-            changed.clear()
+        poll = WAIT_POLL if self.store.shared else None
+        woken: asyncio.Future[Event | None] | None = None
+        try:
+            event = known
+            while True:
+                if woken is None or woken.done():
+                    woken = asyncio.get_running_loop().create_future()
+                    self._changed.setdefault(event_id, []).append(woken)
+                if event is None:
+                    event = await self.store.get(event_id)
+                    if event is None:
+                        return None
+                remaining = deadline - time.monotonic()
+                if event.finished or remaining <= 0:
+                    return event
+                await asyncio.wait((woken,), timeout=min(remaining, poll or remaining))
+                # Woken with the event as it ended, or for it to be read again.
+                event = woken.result() if woken.done() else None
+        finally:
+            self._forget(event_id, woken)
+
+    def _forget(self, event_id: int, woken: asyncio.Future[Event | None] | None) -> None:
+        waiting = self._changed.get(event_id)
+        if waiting is not None and woken in waiting:
+            waiting.remove(woken)
+            if not waiting:
+                del self._changed[event_id]
 
     # -- loop -------------------------------------------------------------------
 
@@ -284,7 +307,7 @@ class Worker:
         finally:
             keeper.cancel()
             self._held.pop(event.id, None)
-            self._notify(event.id)
+            self._notify(event.id, claim.ended)
             self._wake.set()
 
     async def _give_back(self, claim: Claim) -> None:
@@ -317,10 +340,11 @@ class Worker:
                 log.warning("event=%s claim lost to another worker; stopping", claim.event_id)
                 return
 
-    def _notify(self, event_id: int) -> None:
-        changed = self._changed.get(event_id)
-        if changed:
-            changed.set()
+    def _notify(self, event_id: int, ended: Event | None = None) -> None:
+        """Wake whoever waits for this event, with the event as it ended if it is known."""
+        for woken in self._changed.pop(event_id, ()):
+            if not woken.done():
+                woken.set_result(ended)
 
     # -- recording outcomes -----------------------------------------------------
 
@@ -373,28 +397,28 @@ class Worker:
 
     async def _complete(self, claim: Claim, outcome: Created, seconds: float) -> None:
         event = claim.event
-        done, original = await self.store.complete(
+        settled, original = await self.store.complete_event(
             event.id, claim.generation, outcome.key, outcome.invoice_id, outcome.total
         )
-        if not done:
+        if settled is None:
             return
+        claim.ended = settled
         kind = "created" if original == event.id else "duplicate"
         self.metrics.outcomes.labels(event.source, kind).inc()
         if kind == "duplicate" or outcome.how == "existing":
             self.metrics.duplicates.labels(event.source, "order").inc()
         else:
             self.metrics.invoices.labels(event.source).inc()
-        settled = await self.store.get(event.id)
         transition(
             log,
-            settled or event,
+            settled,
             CREATED,
             seconds=seconds,
             invoice_id=outcome.invoice_id,
             how=outcome.how,
             duplicate_of=None if original == event.id else original,
         )
-        if settled is not None and settled.possible_duplicate:
+        if settled.possible_duplicate:
             try:
                 await self.invoicer.confirm(settled, outcome.key)
             except LuminousError as exc:  # it stays flagged; reconcile reports it too

@@ -414,3 +414,25 @@ async def test_a_body_parsed_at_the_front_door_is_not_parsed_again(
     again = await rig.deliver(body(shopify_order(9_400_000_000_002)), "parsed-from-store")
     assert (await rig.settle(again.id)).status == CREATED
     assert again.body in parses
+
+
+async def test_every_waiter_of_one_event_is_woken_with_the_event_as_it_ended(rig: Rig) -> None:
+    # A SQLite store has one process: waiters are woken by the worker, not by polling it.
+    assert not rig.store.shared
+    event = await rig.deliver(body(shopify_order(40)), "waiters")
+    reads = 0
+    get = rig.store.get
+
+    async def counted(event_id: int) -> Event | None:
+        nonlocal reads
+        reads += 1
+        return await get(event_id)
+
+    rig.store.get = counted  # type: ignore[method-assign]
+    rig.worker.kick(event.id)
+    first, second = await asyncio.gather(
+        rig.worker.wait(event.id, 10, event), rig.worker.wait(event.id, 10, event)
+    )
+    assert first is not None and second is not None
+    assert first.status == second.status == CREATED and first.invoice_id is not None
+    assert reads == 0 and rig.worker._changed == {}

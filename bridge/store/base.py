@@ -255,6 +255,10 @@ class Store(ABC):
     `processing` under that generation, so a worker that lost its claim changes nothing.
     """
 
+    # Whether other processes (replicas) may work on its events; when not, this process's
+    # worker makes every change to an event it waits for, and says so.
+    shared: bool = True
+
     @abstractmethod
     async def migrate(self) -> None:
         """Create or upgrade the schema to `SCHEMA_VERSION`; refuse a newer one."""
@@ -405,7 +409,6 @@ class Store(ABC):
         does not, and the caller must not send: another worker may have the event now.
         """
 
-    @abstractmethod
     async def complete(
         self,
         event_id: int,
@@ -420,6 +423,19 @@ class Store(ABC):
         is ended `created` as its duplicate, with that invoice id. The invoice is recorded
         even when the claim was lost (done False): it exists in Luminous either way.
         """
+        settled, original = await self.complete_event(event_id, generation, key, invoice_id, total)
+        return settled is not None, original
+
+    @abstractmethod
+    async def complete_event(
+        self,
+        event_id: int,
+        generation: int,
+        key: OrderKey,
+        invoice_id: int,
+        total: Decimal | None = None,
+    ) -> tuple[Event | None, int]:
+        """`complete`, answering the event as it was ended (None when the claim was lost)."""
 
     @abstractmethod
     async def flag(

@@ -143,6 +143,8 @@ class SQLStore(Store):
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
+        # A SQLite file has one bridge process; PostgreSQL is shared by replicas.
+        self.shared = connector.dialect != "sqlite"
 
     # -- schema -----------------------------------------------------------------
 
@@ -417,14 +419,14 @@ class SQLStore(Store):
         return marked == 1
 
     @writes
-    def complete(
+    def complete_event(
         self,
         event_id: int,
         generation: int,
         key: OrderKey,
         invoice_id: int,
         total: Decimal | None = None,
-    ) -> Rule[tuple[bool, int]]:
+    ) -> Rule[tuple[Event | None, int]]:
         now = yield from clock()
         search_keys = yield from _with_keys(event_id, (invoice_id,))
         row = yield from one(
@@ -439,7 +441,7 @@ class SQLStore(Store):
             row = yield from one("order", **_order(key))
             assert row is not None  # the conflict that refused us is this row, now locked
         final_invoice, original = row["invoice_id"], row["event_id"]
-        settled = yield from changed(
+        settled = yield from one(
             "created",
             event_id=event_id,
             generation=generation,
@@ -448,10 +450,11 @@ class SQLStore(Store):
             search_keys=merged(search_keys, (final_invoice,)),
             now=now.wall,
         )
-        if settled:
-            outcome = CREATED if original == event_id else "duplicate"
-            yield from _append(event_id, now, outcome, f"invoice {final_invoice}")
-        return settled == 1, original
+        if settled is None:
+            return None, original
+        outcome = CREATED if original == event_id else "duplicate"
+        yield from _append(event_id, now, outcome, f"invoice {final_invoice}")
+        return _event(settled), original
 
     @writes
     def flag(
