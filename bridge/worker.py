@@ -38,7 +38,18 @@ from bridge.logs import transition
 from bridge.metrics import Metrics
 from bridge.resolver import Resolver
 from bridge.retry import RetryPolicy
-from bridge.store.base import CREATED, DEAD, REJECTED, RETRYING, SKIPPED, TAGGED, Event, Store
+from bridge.store.base import (
+    CREATED,
+    DEAD,
+    PROCESSING,
+    REJECTED,
+    RETRYING,
+    SKIPPED,
+    TAGGED,
+    Event,
+    NewDelivery,
+    Store,
+)
 from bridge.store.listener import Listener
 from bridge.wire import Parsed
 
@@ -143,6 +154,35 @@ class Worker:
             return
         self._kicked += 1
         self._spawn(self._claim_and_process(event_id, parsed))
+
+    async def record(
+        self, delivery: NewDelivery, parsed: Parsed | None = None
+    ) -> tuple[Event, bool, bool]:
+        """Record a delivery; a new one is claimed in the same write when a slot is free now.
+
+        Answers (event, created, taken): `taken` when this worker claimed the event and
+        processes it in that slot, so the caller neither kicks it nor reads it again.
+        """
+        if self.draining or self.paused or self._slots.locked():
+            event, created = await self.store.record(delivery)
+            return event, created, False
+        # Not locked: acquire takes the slot without yielding, so no other task can take it.
+        await self._slots.acquire()
+        try:
+            event, created = await self.store.record_claimed(delivery, self.owner, self.lease)
+        except BaseException:
+            self._slots.release()
+            raise
+        if not created or event.status != PROCESSING or event.lease_owner != self.owner:
+            self._slots.release()
+            return event, created, False
+        if self.draining:  # stop() no longer waits for new work: hand the event back
+            with contextlib.suppress(StoreError):
+                await self.store.release(event.id, event.generation)
+            self._slots.release()
+            return event, created, False
+        self._spawn(self._process_in_slot(self._hold(event, parsed)))
+        return event, created, True
 
     async def wait(self, event_id: int, timeout: float, known: Event | None = None) -> Event | None:
         """The event once it is finished, or its state when `timeout` runs out.

@@ -123,6 +123,27 @@ async def test_a_claimed_event_is_not_claimed_twice_until_its_lease_lapses(store
     assert await store.finish(event.id, reclaimed.generation, SKIPPED, reason="test order")
 
 
+async def test_a_folded_claim_is_a_claim_and_a_repeat_is_left_unclaimed(store: Store) -> None:
+    # Recorded and claimed in one write: the same generation and lease rules as `claim`.
+    first, created = await store.record_claimed(delivery("fold"), "w1", 0.05)
+    assert created and first.status == PROCESSING and first.lease_owner == "w1"
+    assert first.generation == 1
+    assert await store.still_holds(first.id, first.generation)
+    assert await store.claim(first.id, "w2", LEASE) is None
+    repeat, created_again = await store.record_claimed(delivery("fold"), "w2", LEASE)
+    assert not created_again and repeat.id == first.id and repeat.lease_owner == "w1"
+    assert repeat.generation == first.generation  # a repeat claims nothing
+    # Its lease lapses like any other, and the claim that takes it over fences it out.
+    await asyncio.sleep(0.1)
+    assert not await store.still_holds(first.id, first.generation)
+    fresh = await store.claim_next("w2", LEASE)
+    assert fresh is not None and fresh.id == first.id and fresh.generation == 2
+    assert not await store.finish(first.id, first.generation, SKIPPED, reason="late")
+    assert await store.finish(fresh.id, fresh.generation, SKIPPED, reason="test order")
+    done, _ = await store.record_claimed(delivery("fold"), "w3", LEASE)
+    assert done.status == SKIPPED and done.generation == 2
+
+
 async def test_renew_keeps_the_lease(store: Store) -> None:
     event = await taken(store, lease=0.05)
     for _ in range(4):

@@ -436,3 +436,34 @@ async def test_every_waiter_of_one_event_is_woken_with_the_event_as_it_ended(rig
     assert first is not None and second is not None
     assert first.status == second.status == CREATED and first.invoice_id is not None
     assert reads == 0 and rig.worker._changed == {}
+
+
+async def test_a_delivery_recorded_with_a_free_slot_is_claimed_in_the_same_write(
+    rig: Rig,
+) -> None:
+    claims: list[int] = []
+    claim = rig.store.claim
+
+    async def counted(event_id: int, owner: str, lease: float) -> Event | None:
+        claims.append(event_id)
+        return await claim(event_id, owner, lease)
+
+    rig.store.claim = counted  # type: ignore[method-assign]
+    new = NewDelivery("shopify", "fold", "acme.myshopify.com", "orders/create", {}, b"")
+    payload = body(shopify_order(41))
+    event, created, taken = await rig.worker.record(dataclasses.replace(new, body=payload))
+    assert created and taken and event.status == "processing"
+    assert event.lease_owner == rig.worker.owner and event.id in rig.worker._held
+    settled = await rig.worker.wait(event.id, 10, event)
+    assert settled is not None and settled.status == CREATED and claims == []
+    # A repeat is not claimed again; with every slot taken a new one waits to be kicked.
+    again, created, taken = await rig.worker.record(dataclasses.replace(new, body=payload))
+    assert again.id == event.id and not created and not taken
+    slots = rig.settings.config.luminous.max_concurrency
+    for _ in range(slots):
+        await rig.worker._slots.acquire()
+    other = dataclasses.replace(new, delivery_key="fold-2", body=body(shopify_order(42)))
+    waiting, created, taken = await rig.worker.record(other)
+    assert created and not taken and waiting.status == "received"
+    for _ in range(slots):
+        rig.worker._slots.release()

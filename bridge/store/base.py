@@ -278,6 +278,19 @@ class Store(ABC):
     async def record(self, delivery: NewDelivery) -> tuple[Event, bool]:
         """Record a delivery durably; `(event, False)` when its key was seen before."""
 
+    async def record_claimed(
+        self, delivery: NewDelivery, owner: str, lease: float
+    ) -> tuple[Event, bool]:
+        """`record`, and a new event claimed for `owner` as `claim` would claim it.
+
+        The SQL stores do both in one transaction. A repeat is answered as `record`
+        answers it, unclaimed.
+        """
+        event, created = await self.record(delivery)
+        if created:
+            event = await self.claim(event.id, owner, lease) or event
+        return event, created
+
     @abstractmethod
     async def get(self, event_id: int) -> Event | None: ...
 

@@ -164,6 +164,19 @@ class SQLStore(Store):
 
     @writes
     def record(self, delivery: NewDelivery) -> Rule[tuple[Event, bool]]:
+        return (yield from self._record(delivery))
+
+    @writes
+    def record_claimed(
+        self, delivery: NewDelivery, owner: str, lease: float
+    ) -> Rule[tuple[Event, bool]]:
+        event, created = yield from self._record(delivery)
+        if not created:
+            return event, False
+        claimed = yield from self._claim(event.id, owner, lease)
+        return claimed or event, True
+
+    def _record(self, delivery: NewDelivery) -> Rule[tuple[Event, bool]]:
         now = yield from clock()
         key = {"source": delivery.source, "delivery_key": delivery.delivery_key}
         row = yield from one(
@@ -229,6 +242,9 @@ class SQLStore(Store):
 
     @writes
     def claim(self, event_id: int, owner: str, lease: float) -> Rule[Event | None]:
+        return (yield from self._claim(event_id, owner, lease))
+
+    def _claim(self, event_id: int, owner: str, lease: float) -> Rule[Event | None]:
         now = yield from clock()
         row = yield from one(
             "claim", event_id=event_id, owner=owner, lease_until=now.lease + lease, **_times(now)
