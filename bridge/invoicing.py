@@ -279,8 +279,19 @@ class Invoicer:
     async def _invoice(self, claim: Claim, source: Source, draft: Draft) -> Outcome:
         event = claim.event
         key = order_key(source, event, draft.order_id)
+        options = source.options
+        namespace = f"{event.source}/{event.shop}"
+        # Resolved from what is known, the request is marked sent as the order is claimed.
+        known = self.resolver.known(draft, options, namespace=namespace)
+        ready = None if known is None else self._for_order(known.request, key, draft, options)
         order = await self.store.claim_order(
-            key, event.id, claim.generation, self.lease, draft.order_name, draft_keys(draft)
+            key,
+            event.id,
+            claim.generation,
+            self.lease,
+            draft.order_name,
+            draft_keys(draft),
+            request=None if ready is None else _wire(ready),
         )
         if order.invoice_id is not None:
             return Created(key, order.invoice_id, "existing")
@@ -288,27 +299,21 @@ class Invoicer:
             if order.event_id is None or order.event_id == event.id:
                 return Lost("the claim on the event was taken over")
             return Wait(CONTENDED_DELAY, f"order is being invoiced by event {order.event_id}")
-        options = source.options
-        try:
-            request = await self.resolver.resolve(
-                draft, options, namespace=f"{event.source}/{event.shop}"
-            )
-        except ResolutionError as exc:
-            if not order.sent:
-                await self.store.release_order(key, event.id)
-            return Ended(DEAD, str(exc))
-        except LuminousError as exc:
-            return await self._luminous_failed(exc)
-        label = options.invoice_custom_field
-        if label:
-            fields = {
-                **(request.custom_fields or {}),
-                label: order_reference(key.shop, draft.order_id),
-            }
-            request = request.model_copy(update={"custom_fields": fields})
-        if key.shop and request.alternate_ids:
-            scoped = scoped_alternate_ids(request.alternate_ids, key.shop, draft.order_id)
-            request = request.model_copy(update={"alternate_ids": scoped})
+        if known is not None:
+            self.resolver.hits(known)
+        if ready is not None and not order.sent and not order.marked:
+            return Lost("the claim lapsed before sending")
+        if ready is None:
+            try:
+                resolved = await self.resolver.resolve(draft, options, namespace=namespace)
+            except ResolutionError as exc:
+                if not order.sent:
+                    await self.store.release_order(key, event.id)
+                return Ended(DEAD, str(exc))
+            except LuminousError as exc:
+                return await self._luminous_failed(exc)
+            ready = self._for_order(resolved, key, draft, options)
+        request = ready
         if order.sent:
             # An earlier send's outcome is unknown: it may have landed, or may still.
             try:
@@ -326,7 +331,26 @@ class Invoicer:
                     f"an earlier send may still land; not found yet, looking again "
                     f"(sending again in {remaining:.0f} s if it never does)",
                 )
-        return await self._send(claim, key, draft, request, options, unknown_before=order.sent)
+        return await self._send(
+            claim, key, draft, request, unknown_before=order.sent, marked=order.marked
+        )
+
+    @staticmethod
+    def _for_order(
+        request: InvoiceRequest, key: OrderKey, draft: Draft, options: InvoiceOptions
+    ) -> InvoiceRequest:
+        """The resolved request with the order's own reference and scoped alternate ids."""
+        label = options.invoice_custom_field
+        if label:
+            fields = {
+                **(request.custom_fields or {}),
+                label: order_reference(key.shop, draft.order_id),
+            }
+            request = request.model_copy(update={"custom_fields": fields})
+        if key.shop and request.alternate_ids:
+            scoped = scoped_alternate_ids(request.alternate_ids, key.shop, draft.order_id)
+            request = request.model_copy(update={"alternate_ids": scoped})
+        return request
 
     async def _send(
         self,
@@ -334,13 +358,15 @@ class Invoicer:
         key: OrderKey,
         draft: Draft,
         request: InvoiceRequest,
-        options: InvoiceOptions,
         *,
         unknown_before: bool,
+        marked: bool = False,
     ) -> Outcome:
+        """Send the request; `marked` when claim_order already marked the send."""
         event = claim.event
-        sent = dumps(request.to_wire()).decode()  # as it goes on the wire, for `events show`
-        if not await self.store.mark_sent(key, event.id, claim.generation, request=sent):
+        if not marked and not await self.store.mark_sent(
+            key, event.id, claim.generation, request=_wire(request)
+        ):
             return Lost("the claim lapsed before sending")
         claim.sending = True
 
@@ -510,6 +536,11 @@ class Invoicer:
             return await self._luminous_failed(exc)
         reason = f"invoice {invoice_id} tagged {tag.tag!r} ({tag.reason})"
         return Ended(TAGGED, reason, invoice_id=invoice_id)
+
+
+def _wire(request: InvoiceRequest) -> str:
+    """The request as it goes on the wire, kept on the event for `events show`."""
+    return dumps(request.to_wire()).decode()
 
 
 def failure_kind(exc: LuminousError) -> str:

@@ -537,6 +537,52 @@ async def test_purge_by_status_drops_only_those_payloads(store: Store) -> None:
     assert await store.purge_payloads(time.time() + 1) == 0  # retention keeps dead ones
 
 
+async def test_an_order_claimed_with_its_request_is_marked_sent_in_the_same_write(
+    store: Store,
+) -> None:
+    key = OrderKey("shopify", "", "5")
+    sent = '{"company_id": 42, "items": [{"product_id": 7, "quantity": 1}]}'
+    first = await taken(store, "a", lease=0.05)
+    claim = await store.claim_order(key, first.id, first.generation, 0.05, "#5", request=sent)
+    assert claim == OrderClaim(acquired=True, marked=True)
+    kept = await store.get(first.id)
+    assert kept is not None and kept.sent_request == sent and kept.order_id == "5"
+    # Sent before and not yet found: the next holder is told, and nothing is marked for it.
+    await asyncio.sleep(0.1)
+    second = await taken(store, "b")
+    again = await store.claim_order(key, second.id, second.generation, LEASE, request="{}")
+    assert again.acquired and again.sent and not again.marked
+    assert again.sent_age is not None and again.sent_age >= 0.1
+    unmarked = await store.get(second.id)
+    assert unmarked is not None and unmarked.sent_request is None
+    # An order already invoiced is answered with its invoice, and nothing is marked.
+    assert (await store.complete(second.id, second.generation, key, 88))[0]
+    third = await taken(store, "c")
+    done = await store.claim_order(key, third.id, third.generation, LEASE, request=sent)
+    assert done.invoice_id == 88 and not done.acquired and not done.marked
+    untouched = await store.get(third.id)
+    assert untouched is not None and untouched.sent_request is None
+
+
+async def test_a_lapsed_lease_claims_the_order_but_marks_no_send(store: Store) -> None:
+    key = OrderKey("shopify", "", "6")
+    slow = await taken(store, "lapse", lease=0.05, owner="slow")
+    await asyncio.sleep(0.1)
+    # Lapsed but not yet taken over: the order is taken as claim_order alone would take it,
+    # and the send is refused as mark_sent would refuse it.
+    claim = await store.claim_order(key, slow.id, slow.generation, LEASE, request="{}")
+    assert claim == OrderClaim(acquired=True, marked=False)
+    kept = await store.get(slow.id)
+    assert kept is not None and kept.sent_request is None
+    fast = await store.claim_next("fast", LEASE)
+    assert fast is not None and fast.id == slow.id
+    stale = await store.claim_order(key, slow.id, slow.generation, LEASE, request="{}")
+    assert stale == OrderClaim(acquired=False)
+    # The new holder finds no earlier send: none was marked.
+    fresh = await store.claim_order(key, fast.id, fast.generation, LEASE, request="{}")
+    assert fresh == OrderClaim(acquired=True, marked=True)
+
+
 async def test_the_request_sent_and_every_wait_are_kept(store: Store) -> None:
     event = await taken(store)
     key = OrderKey("shopify", "", "1")

@@ -467,3 +467,25 @@ async def test_a_delivery_recorded_with_a_free_slot_is_claimed_in_the_same_write
     assert created and not taken and waiting.status == "received"
     for _ in range(slots):
         rig.worker._slots.release()
+
+
+async def test_an_order_resolved_from_the_caches_is_claimed_and_marked_sent_in_one_write(
+    rig: Rig,
+) -> None:
+    first = await rig.deliver(body(shopify_order(43)), "known-1")
+    assert (await rig.settle(first.id)).status == CREATED  # its SKUs are cached now
+    marks: list[bool] = []
+    mark_sent = rig.store.mark_sent
+
+    async def counted(*args: Any, **kwargs: Any) -> bool:
+        marks.append(True)
+        return await mark_sent(*args, **kwargs)
+
+    rig.store.mark_sent = counted  # type: ignore[method-assign]
+    gets_before = rig.transport.requests.count(("GET", "/external/api/v1/products"))
+    second = await rig.deliver(body(shopify_order(44)), "known-2")
+    settled = await rig.settle(second.id)
+    assert settled.status == CREATED and marks == []
+    assert rig.transport.requests.count(("GET", "/external/api/v1/products")) == gets_before
+    assert settled.sent_request is not None and '"product_id"' in settled.sent_request
+    assert len(rig.sandbox.invoices) == 2

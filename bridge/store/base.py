@@ -219,6 +219,7 @@ class OrderClaim:
     `acquired`: this event may send; `sent`: an earlier send's outcome is unknown, so look
     the invoice up in Luminous before sending again. `sent_age`: how many seconds ago (by
     the lease clock) that send was marked; None when unknown, which means long ago.
+    `marked`: claim_order marked this send too; unset though asked, the lease has lapsed.
     """
 
     acquired: bool
@@ -226,6 +227,7 @@ class OrderClaim:
     event_id: int | None = None
     sent: bool = False
     sent_age: float | None = None
+    marked: bool = False  # `request` was given, and the send is marked (see claim_order)
 
 
 @dataclass(frozen=True)
@@ -400,10 +402,13 @@ class Store(ABC):
         lease: float,
         order_name: str | None = None,
         keys: Sequence[str] = (),
+        request: str | None = None,
     ) -> OrderClaim:
         """Bind the event to its order and try to take the right to send its invoice.
 
         Refused (`acquired=False`, nothing changed) when the claim on the event was lost.
+        With `request`, an order acquired with no earlier send of unknown outcome is also
+        marked sent with it, as `mark_sent` would, in the same write (`marked`).
         """
 
     @abstractmethod

@@ -117,6 +117,27 @@ def _append(
     )
 
 
+def _mark_sent(
+    key: OrderKey, event_id: int, generation: int, now: Now, sent: bool, request: str | None
+) -> Rule[bool]:
+    held = yield from one("lock_lease", event_id=event_id, generation=generation, **_times(now))
+    if not held:
+        return False
+    if request is not None:
+        yield from changed(
+            "keep_request", event_id=event_id, generation=generation, request=request
+        )
+    marked = yield from changed(
+        "mark_sent",
+        **_order(key),
+        event_id=event_id,
+        sent=sent,
+        sent_at=now.lease if sent else None,
+        sent_boot=now.boot if sent else None,
+    )
+    return marked == 1
+
+
 def _matching(where: EventFilter) -> dict[str, object]:
     """The parameters of queries.sql's `matching` for a filter."""
     return {
@@ -376,6 +397,7 @@ class SQLStore(Store):
         lease: float,
         order_name: str | None = None,
         keys: Sequence[str] = (),
+        request: str | None = None,
     ) -> Rule[OrderClaim]:
         now = yield from clock()
         search_keys = yield from _with_keys(event_id, (key.order_id, order_name, *keys))
@@ -398,6 +420,9 @@ class SQLStore(Store):
         )
         if taken is not None:
             sent = bool(taken["sent"])
+            if request is not None and not sent:
+                marked = yield from _mark_sent(key, event_id, generation, now, True, request)
+                return OrderClaim(acquired=True, marked=marked)
             age = now.since(taken["sent_at"], taken["sent_boot"]) if sent else None
             return OrderClaim(acquired=True, sent=sent, sent_age=age)
         holder = yield from one("order", **_order(key))
@@ -417,22 +442,7 @@ class SQLStore(Store):
         request: str | None = None,
     ) -> Rule[bool]:
         now = yield from clock()
-        held = yield from one("lock_lease", event_id=event_id, generation=generation, **_times(now))
-        if not held:
-            return False
-        if request is not None:
-            yield from changed(
-                "keep_request", event_id=event_id, generation=generation, request=request
-            )
-        marked = yield from changed(
-            "mark_sent",
-            **_order(key),
-            event_id=event_id,
-            sent=sent,
-            sent_at=now.lease if sent else None,
-            sent_boot=now.boot if sent else None,
-        )
-        return marked == 1
+        return (yield from _mark_sent(key, event_id, generation, now, sent, request))
 
     @writes
     def complete_event(
