@@ -96,6 +96,8 @@ class Created:
     invoice_id: int
     how: str = "created"  # created | adopted | existing
     total: Decimal | None = None  # the order's total as invoiced, kept for reconcile
+    # Sent now under the claim: recorded only while its lease stands, else it landed late.
+    sent: bool = False
 
 
 @dataclass(frozen=True)
@@ -381,7 +383,7 @@ class Invoicer:
         except LuminousError as exc:
             if isinstance(exc, UnknownOutcome):
                 if not await self.store.still_holds(event.id, claim.generation):
-                    await self._sent_late(claim, key, None)
+                    await self.sent_late(claim, key, None)
                     return Lost("the claim was lost while the send's outcome was unknown")
             else:
                 await self.store.mark_sent(key, event.id, claim.generation, sent=False)
@@ -391,10 +393,8 @@ class Invoicer:
                 if refused and not unknown_before:
                     await self.store.release_order(key, event.id)
             return await self._luminous_failed(exc)
-        if not await self.store.still_holds(event.id, claim.generation):
-            await self._sent_late(claim, key, invoice.id)
-            return Lost(f"invoice {invoice.id} was created after the claim was lost")
-        return Created(key, invoice.id, total=draft.expected_total)
+        # Whether the claim still held when the answer came is asked as it is recorded.
+        return Created(key, invoice.id, total=draft.expected_total, sent=True)
 
     async def _luminous_failed(self, exc: LuminousError) -> Outcome:
         """Luminous said no, or nothing: pause, retry or end the event, as the error says."""
@@ -478,7 +478,7 @@ class Invoicer:
             ", ".join(str(invoice.id) for invoice in found.invoices),
         )
 
-    async def _sent_late(self, claim: Claim, key: OrderKey, invoice_id: int | None) -> None:
+    async def sent_late(self, claim: Claim, key: OrderKey, invoice_id: int | None) -> None:
         """A send finished after the claim was lost: flag it, and confirm it if we can."""
         event = claim.event
         what = f"invoice {invoice_id}" if invoice_id is not None else "a send of unknown outcome"

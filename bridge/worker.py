@@ -438,9 +438,18 @@ class Worker:
     async def _complete(self, claim: Claim, outcome: Created, seconds: float) -> None:
         event = claim.event
         settled, original = await self.store.complete_event(
-            event.id, claim.generation, outcome.key, outcome.invoice_id, outcome.total
+            event.id,
+            claim.generation,
+            outcome.key,
+            outcome.invoice_id,
+            outcome.total,
+            held=outcome.sent,
         )
         if settled is None:
+            if outcome.sent:  # the claim was lost before the answer was recorded
+                await self.invoicer.sent_late(claim, outcome.key, outcome.invoice_id)
+                lost = f"invoice {outcome.invoice_id} was created after the claim was lost"
+                await self._record(claim, Lost(lost), seconds)
             return
         claim.ended = settled
         kind = "created" if original == event.id else "duplicate"

@@ -336,6 +336,25 @@ async def test_a_stale_generation_changes_nothing(store: Store) -> None:
     assert created is not None and created.status == CREATED and created.invoice_id == 41
 
 
+async def test_a_held_completion_under_a_lapsed_lease_writes_nothing(store: Store) -> None:
+    key = OrderKey("shopify", "", "7")
+    slow = await taken(store, "held", lease=0.05, owner="slow")
+    assert (await store.claim_order(key, slow.id, slow.generation, 0.05)).acquired
+    await asyncio.sleep(0.1)
+    # Lapsed, taken over by nobody yet: as still_holds says, the claim no longer holds.
+    assert await store.complete_event(slow.id, slow.generation, key, 51, held=True) == (
+        None,
+        slow.id,
+    )
+    assert await store.invoice_for(key) is None and await store.history(slow.id) == []
+    fresh = await store.claim_next("fast", LEASE)
+    assert fresh is not None
+    assert (await store.claim_order(key, fresh.id, fresh.generation, LEASE)).acquired
+    settled, original = await store.complete_event(fresh.id, fresh.generation, key, 52, held=True)
+    assert settled is not None and settled.status == CREATED and settled.invoice_id == 52
+    assert original == fresh.id and await store.invoice_for(key) == 52
+
+
 async def test_claim_next_skips_the_callers_own_events(store: Store) -> None:
     first, second, third = [(await store.record(delivery(key)))[0] for key in "abc"]
     picked = await store.claim_next("w", LEASE, skip={first.id, third.id})

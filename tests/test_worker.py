@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from bridge import wire
 from bridge.admin import Admin
 from bridge.config import Settings, load_settings
 from bridge.errors import StoreError
-from bridge.invoicing import Claim, Lost
+from bridge.invoicing import Claim, Created, Lost
 from bridge.luminous import LuminousClient
 from bridge.retry import RetryPolicy
 from bridge.sandbox import Sandbox, SandboxSettings, create_sandbox_app
@@ -489,3 +490,32 @@ async def test_an_order_resolved_from_the_caches_is_claimed_and_marked_sent_in_o
     assert rig.transport.requests.count(("GET", "/external/api/v1/products")) == gets_before
     assert settled.sent_request is not None and '"product_id"' in settled.sent_request
     assert len(rig.sandbox.invoices) == 2
+
+
+async def test_an_answer_after_the_lease_lapsed_is_flagged_and_not_recorded(rig: Rig) -> None:
+    # The lease lapses while the POST is on the wire: the answer is not recorded under the
+    # claim (no store.still_holds read: complete asks it), and the event says it may double.
+    loop = rig.worker._loop_task
+    assert loop is not None
+    loop.cancel()  # nothing takes the lapsed event over meanwhile
+    await asyncio.gather(loop, return_exceptions=True)
+
+    def slow_post(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            time.sleep(0.6)  # past the 0.5 s lease
+        return None
+
+    event = await rig.deliver(body(shopify_order(45)), "late-answer")
+    claim = await rig.store.claim(event.id, "test", 0.5)
+    assert claim is not None
+    held = Claim(claim, claim.generation)
+    rig.transport.before = slow_post
+    outcome = await rig.worker.invoicer.process(held)
+    assert isinstance(outcome, Created) and outcome.sent
+    await rig.worker._record(held, outcome, 0.0)
+    after = await rig.store.get(event.id)
+    assert after is not None and after.status == "processing" and after.invoice_id is None
+    assert after.possible_duplicate is not None
+    assert f"invoice {outcome.invoice_id} was sent after" in after.possible_duplicate
+    assert await rig.store.invoice_for(outcome.key) is None
+    assert len(rig.sandbox.invoices) == 1

@@ -452,8 +452,14 @@ class Store(ABC):
         key: OrderKey,
         invoice_id: int,
         total: Decimal | None = None,
+        *,
+        held: bool = False,
     ) -> tuple[Event | None, int]:
-        """`complete`, answering the event as it was ended (None when the claim was lost)."""
+        """`complete`, answering the event as it was ended (None when the claim was lost).
+
+        `held`: only while the claim stands with its lease unlapsed, as `still_holds` says;
+        otherwise nothing is written and (None, event_id) is answered.
+        """
 
     @abstractmethod
     async def flag(

@@ -452,8 +452,15 @@ class SQLStore(Store):
         key: OrderKey,
         invoice_id: int,
         total: Decimal | None = None,
+        *,
+        held: bool = False,
     ) -> Rule[tuple[Event | None, int]]:
         now = yield from clock()
+        if held:
+            holding = _times(now)
+            row = yield from one("lock_lease", event_id=event_id, generation=generation, **holding)
+            if row is None:
+                return None, event_id
         search_keys = yield from _with_keys(event_id, (invoice_id,))
         row = yield from one(
             "record_invoice",
