@@ -40,9 +40,20 @@ from bridge.mapping import (
     reconcile_totals,
 )
 from bridge.metrics import Metrics
-from bridge.resolver import CatalogClient, ResolutionError, Resolver
+from bridge.resolver import CatalogClient, Known, ResolutionError, Resolver
 from bridge.shops import order_reference, order_scope, scoped_alternate_ids
-from bridge.store.base import DEAD, REJECTED, SKIPPED, TAGGED, Event, OrderKey, Store
+from bridge.store.base import (
+    DEAD,
+    REJECTED,
+    SKIPPED,
+    TAGGED,
+    Event,
+    NewDelivery,
+    OrderClaim,
+    OrderIntent,
+    OrderKey,
+    Store,
+)
 from bridge.wire import MalformedJSON, Parsed, dumps, parse_body
 
 log = logging.getLogger("bridge.invoicing")
@@ -79,10 +90,23 @@ class Claim:
     sending: bool = False  # a POST /invoices may be on the wire
     parsed: Parsed | None = None  # the body as the front door parsed it, if it did
     ended: Event | None = None  # the event as its outcome was recorded, when that says
+    # Mapped and resolved on the front door, and its order claimed as the event was recorded.
+    ready: Ready | None = None
+    order: OrderClaim | None = None
 
     @property
     def event_id(self) -> int:
         return self.event.id
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A delivery mapped and resolved from what is known, before it is recorded."""
+
+    draft: Draft
+    known: Known
+    request: InvoiceRequest
+    intent: OrderIntent  # its order, to claim (and its send to mark) as it is recorded
 
 
 # -- outcomes: what the loop records once `process` is done --------------------------------
@@ -232,12 +256,44 @@ class Invoicer:
         if event.topic and source.topics and event.topic not in known_topics:
             topics = ", ".join(known_topics) or "none"
             return Ended(SKIPPED, f"topic {event.topic} does not create invoices ({topics} do)")
+        if claim.ready is not None and claim.order is not None:
+            return await self._invoice(claim, source, claim.ready.draft)
         result = await self._map(event, source, claim.parsed)
         if isinstance(result, Draft):
             return await self._invoice(claim, source, result)
         if isinstance(result, Tag):
             return await self._tag(claim, source, result)
         return result
+
+    def ready(self, delivery: NewDelivery, parsed: Parsed) -> Ready | None:
+        """The delivery's invoice request, when it maps to a draft and resolves from what is
+        known; None for anything else (a skip, a tag, a refusal, a lookup, a mapping's bug),
+        which the worker then maps and says as ever. Never awaits or raises."""
+        source = self.settings.sources.get(delivery.source)
+        if source is None or (
+            delivery.topic and source.topics and delivery.topic not in source.topics
+        ):
+            return None
+        options = source.options
+        try:
+            draft = source.mapping.map(
+                Delivery(parsed.value, delivery.headers, delivery.topic, delivery.shop or None),
+                options,
+            )
+            if not isinstance(draft, Draft):
+                return None
+            check_currency(draft, options)
+            reconcile_totals(draft)
+        except Exception:  # the worker maps it again, and says what went wrong
+            return None
+        namespace = f"{delivery.source}/{delivery.shop}"
+        known = self.resolver.known(draft, options, namespace=namespace)
+        if known is None:
+            return None
+        key = OrderKey(delivery.source, order_scope(source, delivery.shop), draft.order_id)
+        request = self._for_order(known.request, key, draft, options)
+        intent = OrderIntent(key, draft.order_name, draft_keys(draft), _wire(request))
+        return Ready(draft, known, request, intent)
 
     # -- map and check ------------------------------------------------------------
 
@@ -283,18 +339,23 @@ class Invoicer:
         key = order_key(source, event, draft.order_id)
         options = source.options
         namespace = f"{event.source}/{event.shop}"
-        # Resolved from what is known, the request is marked sent as the order is claimed.
-        known = self.resolver.known(draft, options, namespace=namespace)
-        ready = None if known is None else self._for_order(known.request, key, draft, options)
-        order = await self.store.claim_order(
-            key,
-            event.id,
-            claim.generation,
-            self.lease,
-            draft.order_name,
-            draft_keys(draft),
-            request=None if ready is None else _wire(ready),
-        )
+        known: Known | None
+        ready: InvoiceRequest | None
+        if claim.ready is not None and claim.order is not None:  # claimed as it was recorded
+            known, ready, order = claim.ready.known, claim.ready.request, claim.order
+        else:
+            # Resolved from what is known, the request is marked sent as the order is claimed.
+            known = self.resolver.known(draft, options, namespace=namespace)
+            ready = None if known is None else self._for_order(known.request, key, draft, options)
+            order = await self.store.claim_order(
+                key,
+                event.id,
+                claim.generation,
+                self.lease,
+                draft.order_name,
+                draft_keys(draft),
+                request=None if ready is None else _wire(ready),
+            )
         if order.invoice_id is not None:
             return Created(key, order.invoice_id, "existing")
         if not order.acquired:

@@ -31,6 +31,7 @@ from bridge.invoicing import (
     Lost,
     Outcome,
     Pause,
+    Ready,
     Retry,
     Wait,
 )
@@ -48,6 +49,7 @@ from bridge.store.base import (
     TAGGED,
     Event,
     NewDelivery,
+    OrderClaim,
     Store,
 )
 from bridge.store.listener import Listener
@@ -169,7 +171,7 @@ class Worker:
         # Not locked: acquire takes the slot without yielding, so no other task can take it.
         await self._slots.acquire()
         try:
-            event, created = await self.store.record_claimed(delivery, self.owner, self.lease)
+            event, created, ready, order = await self._record_claimed(delivery, parsed)
         except BaseException:
             self._slots.release()
             raise
@@ -181,8 +183,27 @@ class Worker:
                 await self.store.release(event.id, event.generation)
             self._slots.release()
             return event, created, False
-        self._spawn(self._process_in_slot(self._hold(event, parsed)))
+        claim = self._hold(event, parsed)
+        if order is not None:
+            claim.ready, claim.order = ready, order
+        self._spawn(self._process_in_slot(claim))
         return event, created, True
+
+    async def _record_claimed(
+        self, delivery: NewDelivery, parsed: Parsed | None
+    ) -> tuple[Event, bool, Ready | None, OrderClaim | None]:
+        """Record and claim; with its order too when it maps and resolves from what is known."""
+        ready = self.invoicer.ready(delivery, parsed) if parsed is not None else None
+        if ready is not None:
+            try:
+                event, created, order = await self.store.record_with_order(
+                    delivery, self.owner, self.lease, ready.intent
+                )
+                return event, created, ready, order
+            except Exception:  # the order's part must not cost the delivery its record
+                log.exception("recording with its order failed; recording it alone")
+        event, created = await self.store.record_claimed(delivery, self.owner, self.lease)
+        return event, created, None, None
 
     async def wait(self, event_id: int, timeout: float, known: Event | None = None) -> Event | None:
         """The event once it is finished, or its state when `timeout` runs out.

@@ -35,6 +35,7 @@ from bridge.store.base import (
     EventFilter,
     NewDelivery,
     OrderClaim,
+    OrderIntent,
     OrderKey,
 )
 from bridge.store.clock import BOOT_ID, HostClock
@@ -142,6 +143,25 @@ async def test_a_folded_claim_is_a_claim_and_a_repeat_is_left_unclaimed(store: S
     assert await store.finish(fresh.id, fresh.generation, SKIPPED, reason="test order")
     done, _ = await store.record_claimed(delivery("fold"), "w3", LEASE)
     assert done.status == SKIPPED and done.generation == 2
+
+
+async def test_a_delivery_recorded_with_its_order_claims_both_in_one_write(store: Store) -> None:
+    key = OrderKey("shopify", "", "8")
+    intent = OrderIntent(key, "#8", ("SKU-8",), '{"company_id": 1}')
+    first, created, order = await store.record_with_order(delivery("o1"), "w", LEASE, intent)
+    assert created and first.status == PROCESSING and first.lease_owner == "w"
+    assert order == OrderClaim(acquired=True, marked=True)
+    assert first.order_id == "8" and first.order_name == "#8"
+    assert first.sent_request == '{"company_id": 1}'
+    # A repeat claims nothing; another delivery of the order finds it held, then invoiced.
+    again, created, none = await store.record_with_order(delivery("o1"), "w", LEASE, intent)
+    assert not created and none is None and again.generation == first.generation
+    _, _, held = await store.record_with_order(delivery("o2"), "w", LEASE, intent)
+    assert held is not None and not held.acquired and held.event_id == first.id
+    assert (await store.complete_event(first.id, first.generation, key, 61, held=True))[0]
+    late, _, done = await store.record_with_order(delivery("o3"), "w", LEASE, intent)
+    assert done is not None and done.invoice_id == 61 and not done.marked
+    assert late.sent_request is None
 
 
 async def test_renew_keeps_the_lease(store: Store) -> None:

@@ -519,3 +519,34 @@ async def test_an_answer_after_the_lease_lapsed_is_flagged_and_not_recorded(rig:
     assert f"invoice {outcome.invoice_id} was sent after" in after.possible_duplicate
     assert await rig.store.invoice_for(outcome.key) is None
     assert len(rig.sandbox.invoices) == 1
+
+
+async def test_a_known_order_is_claimed_with_its_delivery_and_an_invoiced_one_is_not_sent(
+    rig: Rig,
+) -> None:
+    first = await rig.deliver(body(shopify_order(46)), "front-1")
+    assert (await rig.settle(first.id)).status == CREATED  # its SKUs are cached now
+    claims: list[int] = []
+    claim_order = rig.store.claim_order
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        claims.append(1)
+        return await claim_order(*args, **kwargs)
+
+    rig.store.claim_order = counted  # type: ignore[method-assign]
+    new = NewDelivery("shopify", "front-2", "acme.myshopify.com", "orders/create", {}, b"")
+    payload = body(shopify_order(47))
+    parsed = await wire.parse_body(payload)
+    event, created, taken = await rig.worker.record(dataclasses.replace(new, body=payload), parsed)
+    assert created and taken and event.sent_request is not None and event.order_id == "47"
+    settled = await rig.worker.wait(event.id, 10, event)
+    assert settled is not None and settled.status == CREATED and claims == []
+    # Another delivery of the invoiced order: answered with its invoice, nothing sent.
+    posts = rig.transport.requests.count(("POST", "/external/api/v1/invoices"))
+    again = dataclasses.replace(new, delivery_key="front-3", body=payload)
+    repeat, created, taken = await rig.worker.record(again, parsed)
+    assert created and taken and repeat.sent_request is None
+    done = await rig.worker.wait(repeat.id, 10, repeat)
+    assert done is not None and done.status == CREATED
+    assert done.invoice_id == settled.invoice_id and done.duplicate_of == event.id
+    assert rig.transport.requests.count(("POST", "/external/api/v1/invoices")) == posts

@@ -231,6 +231,16 @@ class OrderClaim:
 
 
 @dataclass(frozen=True)
+class OrderIntent:
+    """An order to claim as its event is recorded: `claim_order`'s arguments past the claim."""
+
+    key: OrderKey
+    order_name: str | None
+    keys: Sequence[str]
+    request: str | None  # the request to mark sent with, as `claim_order` takes it
+
+
+@dataclass(frozen=True)
 class SweepCursor:
     """How far a shop's sweep has looked, and who sweeps it now."""
 
@@ -292,6 +302,25 @@ class Store(ABC):
         if created:
             event = await self.claim(event.id, owner, lease) or event
         return event, created
+
+    async def record_with_order(
+        self, delivery: NewDelivery, owner: str, lease: float, order: OrderIntent
+    ) -> tuple[Event, bool, OrderClaim | None]:
+        """`record_claimed`, then `claim_order` for the new claim; the SQL stores do it all
+        in one transaction. The OrderClaim is None when nothing was claimed (a repeat)."""
+        event, created = await self.record_claimed(delivery, owner, lease)
+        if not created or event.lease_owner != owner:
+            return event, created, None
+        taken = await self.claim_order(
+            order.key,
+            event.id,
+            event.generation,
+            lease,
+            order.order_name,
+            order.keys,
+            request=order.request,
+        )
+        return await self.get(event.id) or event, True, taken
 
     @abstractmethod
     async def get(self, event_id: int) -> Event | None: ...

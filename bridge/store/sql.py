@@ -29,6 +29,7 @@ from bridge.store.base import (
     EventFilter,
     NewDelivery,
     OrderClaim,
+    OrderIntent,
     OrderKey,
     OrderRecord,
     Store,
@@ -196,6 +197,28 @@ class SQLStore(Store):
             return event, False
         claimed = yield from self._claim(event.id, owner, lease)
         return claimed or event, True
+
+    @writes
+    def record_with_order(
+        self, delivery: NewDelivery, owner: str, lease: float, order: OrderIntent
+    ) -> Rule[tuple[Event, bool, OrderClaim | None]]:
+        event, created = yield from self._record(delivery)
+        if not created:
+            return event, False, None
+        claimed = yield from self._claim(event.id, owner, lease)
+        if claimed is None:
+            return event, True, None
+        taken = yield from self._claim_order(
+            order.key,
+            claimed.id,
+            claimed.generation,
+            lease,
+            order.order_name,
+            order.keys,
+            order.request,
+        )
+        row = yield from one("event", event_id=claimed.id)  # as claim_order bound it
+        return (_event(row) if row else claimed), True, taken
 
     def _record(self, delivery: NewDelivery) -> Rule[tuple[Event, bool]]:
         now = yield from clock()
@@ -398,6 +421,22 @@ class SQLStore(Store):
         order_name: str | None = None,
         keys: Sequence[str] = (),
         request: str | None = None,
+    ) -> Rule[OrderClaim]:
+        return (
+            yield from self._claim_order(
+                key, event_id, generation, lease, order_name, keys, request
+            )
+        )
+
+    def _claim_order(
+        self,
+        key: OrderKey,
+        event_id: int,
+        generation: int,
+        lease: float,
+        order_name: str | None,
+        keys: Sequence[str],
+        request: str | None,
     ) -> Rule[OrderClaim]:
         now = yield from clock()
         search_keys = yield from _with_keys(event_id, (key.order_id, order_name, *keys))
