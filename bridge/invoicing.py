@@ -40,9 +40,20 @@ from bridge.mapping import (
     reconcile_totals,
 )
 from bridge.metrics import Metrics
-from bridge.resolver import CatalogClient, ResolutionError, Resolver
+from bridge.resolver import CatalogClient, Known, ResolutionError, Resolver
 from bridge.shops import order_reference, order_scope, scoped_alternate_ids
-from bridge.store.base import DEAD, REJECTED, SKIPPED, TAGGED, Event, OrderKey, Store
+from bridge.store.base import (
+    DEAD,
+    REJECTED,
+    SKIPPED,
+    TAGGED,
+    Event,
+    NewDelivery,
+    OrderClaim,
+    OrderIntent,
+    OrderKey,
+    Store,
+)
 from bridge.wire import MalformedJSON, Parsed, dumps, parse_body
 
 log = logging.getLogger("bridge.invoicing")
@@ -78,10 +89,24 @@ class Claim:
     lost: bool = False  # set when a renewal finds the claim gone
     sending: bool = False  # a POST /invoices may be on the wire
     parsed: Parsed | None = None  # the body as the front door parsed it, if it did
+    ended: Event | None = None  # the event as its outcome was recorded, when that says
+    # Mapped and resolved on the front door, and its order claimed as the event was recorded.
+    ready: Ready | None = None
+    order: OrderClaim | None = None
 
     @property
     def event_id(self) -> int:
         return self.event.id
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A delivery mapped and resolved from what is known, before it is recorded."""
+
+    draft: Draft
+    known: Known
+    request: InvoiceRequest
+    intent: OrderIntent  # its order, to claim (and its send to mark) as it is recorded
 
 
 # -- outcomes: what the loop records once `process` is done --------------------------------
@@ -95,6 +120,8 @@ class Created:
     invoice_id: int
     how: str = "created"  # created | adopted | existing
     total: Decimal | None = None  # the order's total as invoiced, kept for reconcile
+    # Sent now under the claim: recorded only while its lease stands, else it landed late.
+    sent: bool = False
 
 
 @dataclass(frozen=True)
@@ -229,12 +256,44 @@ class Invoicer:
         if event.topic and source.topics and event.topic not in known_topics:
             topics = ", ".join(known_topics) or "none"
             return Ended(SKIPPED, f"topic {event.topic} does not create invoices ({topics} do)")
+        if claim.ready is not None and claim.order is not None:
+            return await self._invoice(claim, source, claim.ready.draft)
         result = await self._map(event, source, claim.parsed)
         if isinstance(result, Draft):
             return await self._invoice(claim, source, result)
         if isinstance(result, Tag):
             return await self._tag(claim, source, result)
         return result
+
+    def ready(self, delivery: NewDelivery, parsed: Parsed) -> Ready | None:
+        """The delivery's invoice request, when it maps to a draft and resolves from what is
+        known; None for anything else (a skip, a tag, a refusal, a lookup, a mapping's bug),
+        which the worker then maps and says as ever. Never awaits or raises."""
+        source = self.settings.sources.get(delivery.source)
+        if source is None or (
+            delivery.topic and source.topics and delivery.topic not in source.topics
+        ):
+            return None
+        options = source.options
+        try:
+            draft = source.mapping.map(
+                Delivery(parsed.value, delivery.headers, delivery.topic, delivery.shop or None),
+                options,
+            )
+            if not isinstance(draft, Draft):
+                return None
+            check_currency(draft, options)
+            reconcile_totals(draft)
+        except Exception:  # the worker maps it again, and says what went wrong
+            return None
+        namespace = f"{delivery.source}/{delivery.shop}"
+        known = self.resolver.known(draft, options, namespace=namespace)
+        if known is None:
+            return None
+        key = OrderKey(delivery.source, order_scope(source, delivery.shop), draft.order_id)
+        request = self._for_order(known.request, key, draft, options)
+        intent = OrderIntent(key, draft.order_name, draft_keys(draft), _wire(request))
+        return Ready(draft, known, request, intent)
 
     # -- map and check ------------------------------------------------------------
 
@@ -278,36 +337,46 @@ class Invoicer:
     async def _invoice(self, claim: Claim, source: Source, draft: Draft) -> Outcome:
         event = claim.event
         key = order_key(source, event, draft.order_id)
-        order = await self.store.claim_order(
-            key, event.id, claim.generation, self.lease, draft.order_name, draft_keys(draft)
-        )
+        options = source.options
+        namespace = f"{event.source}/{event.shop}"
+        known: Known | None
+        ready: InvoiceRequest | None
+        if claim.ready is not None and claim.order is not None:  # claimed as it was recorded
+            known, ready, order = claim.ready.known, claim.ready.request, claim.order
+        else:
+            # Resolved from what is known, the request is marked sent as the order is claimed.
+            known = self.resolver.known(draft, options, namespace=namespace)
+            ready = None if known is None else self._for_order(known.request, key, draft, options)
+            order = await self.store.claim_order(
+                key,
+                event.id,
+                claim.generation,
+                self.lease,
+                draft.order_name,
+                draft_keys(draft),
+                request=None if ready is None else _wire(ready),
+            )
         if order.invoice_id is not None:
             return Created(key, order.invoice_id, "existing")
         if not order.acquired:
             if order.event_id is None or order.event_id == event.id:
                 return Lost("the claim on the event was taken over")
             return Wait(CONTENDED_DELAY, f"order is being invoiced by event {order.event_id}")
-        options = source.options
-        try:
-            request = await self.resolver.resolve(
-                draft, options, namespace=f"{event.source}/{event.shop}"
-            )
-        except ResolutionError as exc:
-            if not order.sent:
-                await self.store.release_order(key, event.id)
-            return Ended(DEAD, str(exc))
-        except LuminousError as exc:
-            return await self._luminous_failed(exc)
-        label = options.invoice_custom_field
-        if label:
-            fields = {
-                **(request.custom_fields or {}),
-                label: order_reference(key.shop, draft.order_id),
-            }
-            request = request.model_copy(update={"custom_fields": fields})
-        if key.shop and request.alternate_ids:
-            scoped = scoped_alternate_ids(request.alternate_ids, key.shop, draft.order_id)
-            request = request.model_copy(update={"alternate_ids": scoped})
+        if known is not None:
+            self.resolver.hits(known)
+        if ready is not None and not order.sent and not order.marked:
+            return Lost("the claim lapsed before sending")
+        if ready is None:
+            try:
+                resolved = await self.resolver.resolve(draft, options, namespace=namespace)
+            except ResolutionError as exc:
+                if not order.sent:
+                    await self.store.release_order(key, event.id)
+                return Ended(DEAD, str(exc))
+            except LuminousError as exc:
+                return await self._luminous_failed(exc)
+            ready = self._for_order(resolved, key, draft, options)
+        request = ready
         if order.sent:
             # An earlier send's outcome is unknown: it may have landed, or may still.
             try:
@@ -325,7 +394,26 @@ class Invoicer:
                     f"an earlier send may still land; not found yet, looking again "
                     f"(sending again in {remaining:.0f} s if it never does)",
                 )
-        return await self._send(claim, key, draft, request, options, unknown_before=order.sent)
+        return await self._send(
+            claim, key, draft, request, unknown_before=order.sent, marked=order.marked
+        )
+
+    @staticmethod
+    def _for_order(
+        request: InvoiceRequest, key: OrderKey, draft: Draft, options: InvoiceOptions
+    ) -> InvoiceRequest:
+        """The resolved request with the order's own reference and scoped alternate ids."""
+        label = options.invoice_custom_field
+        if label:
+            fields = {
+                **(request.custom_fields or {}),
+                label: order_reference(key.shop, draft.order_id),
+            }
+            request = request.model_copy(update={"custom_fields": fields})
+        if key.shop and request.alternate_ids:
+            scoped = scoped_alternate_ids(request.alternate_ids, key.shop, draft.order_id)
+            request = request.model_copy(update={"alternate_ids": scoped})
+        return request
 
     async def _send(
         self,
@@ -333,13 +421,15 @@ class Invoicer:
         key: OrderKey,
         draft: Draft,
         request: InvoiceRequest,
-        options: InvoiceOptions,
         *,
         unknown_before: bool,
+        marked: bool = False,
     ) -> Outcome:
+        """Send the request; `marked` when claim_order already marked the send."""
         event = claim.event
-        sent = dumps(request.to_wire()).decode()  # as it goes on the wire, for `events show`
-        if not await self.store.mark_sent(key, event.id, claim.generation, request=sent):
+        if not marked and not await self.store.mark_sent(
+            key, event.id, claim.generation, request=_wire(request)
+        ):
             return Lost("the claim lapsed before sending")
         claim.sending = True
 
@@ -354,7 +444,7 @@ class Invoicer:
         except LuminousError as exc:
             if isinstance(exc, UnknownOutcome):
                 if not await self.store.still_holds(event.id, claim.generation):
-                    await self._sent_late(claim, key, None)
+                    await self.sent_late(claim, key, None)
                     return Lost("the claim was lost while the send's outcome was unknown")
             else:
                 await self.store.mark_sent(key, event.id, claim.generation, sent=False)
@@ -364,10 +454,8 @@ class Invoicer:
                 if refused and not unknown_before:
                     await self.store.release_order(key, event.id)
             return await self._luminous_failed(exc)
-        if not await self.store.still_holds(event.id, claim.generation):
-            await self._sent_late(claim, key, invoice.id)
-            return Lost(f"invoice {invoice.id} was created after the claim was lost")
-        return Created(key, invoice.id, total=draft.expected_total)
+        # Whether the claim still held when the answer came is asked as it is recorded.
+        return Created(key, invoice.id, total=draft.expected_total, sent=True)
 
     async def _luminous_failed(self, exc: LuminousError) -> Outcome:
         """Luminous said no, or nothing: pause, retry or end the event, as the error says."""
@@ -451,7 +539,7 @@ class Invoicer:
             ", ".join(str(invoice.id) for invoice in found.invoices),
         )
 
-    async def _sent_late(self, claim: Claim, key: OrderKey, invoice_id: int | None) -> None:
+    async def sent_late(self, claim: Claim, key: OrderKey, invoice_id: int | None) -> None:
         """A send finished after the claim was lost: flag it, and confirm it if we can."""
         event = claim.event
         what = f"invoice {invoice_id}" if invoice_id is not None else "a send of unknown outcome"
@@ -509,6 +597,11 @@ class Invoicer:
             return await self._luminous_failed(exc)
         reason = f"invoice {invoice_id} tagged {tag.tag!r} ({tag.reason})"
         return Ended(TAGGED, reason, invoice_id=invoice_id)
+
+
+def _wire(request: InvoiceRequest) -> str:
+    """The request as it goes on the wire, kept on the event for `events show`."""
+    return dumps(request.to_wire()).decode()
 
 
 def failure_kind(exc: LuminousError) -> str:

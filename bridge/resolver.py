@@ -170,6 +170,14 @@ class Plan:
         }
 
 
+@dataclass(frozen=True)
+class Known:
+    """A request resolved from the caches alone, and the cache hits that resolved it."""
+
+    request: InvoiceRequest
+    lookups: tuple[str, ...]
+
+
 def _customer_query(
     customer: CustomerRef | None, options: InvoiceOptions, namespace: str
 ) -> CustomerQuery | None:
@@ -267,6 +275,43 @@ class Resolver:
         `namespace` names where the customer comes from (the worker passes "source/shop").
         """
         return await self.apply(await self.plan(draft, options, namespace=namespace))
+
+    def known(self, draft: Draft, options: InvoiceOptions, *, namespace: str) -> Known | None:
+        """The request `resolve` would return, when what is known already settles it.
+
+        None when any lookup, creation or refusal is due: `resolve` then does, or says, it.
+        Never awaits, so a caller may do it before a write without holding anything.
+        """
+        lookups: list[str] = []
+        if options.company == "fixed":
+            company_id = options.company_id
+        else:
+            query = _customer_query(draft.customer, options, namespace)
+            if draft.customer is None or query is None:
+                company_id = options.default_company_id
+            else:
+                company_id = self.companies.get(query.key)
+                lookups.append("company")
+        if company_id is None:
+            return None
+        items = []
+        for item in draft.request.items:
+            if item.product_id is not None:
+                items.append(item)
+                continue
+            sku = item.sku or options.fallback_sku
+            product_id = self.products.get(sku) if sku else None
+            if product_id is None:
+                return None
+            lookups.append("product")
+            items.append(item.model_copy(update={"sku": sku, "product_id": product_id}))
+        request = draft.request.model_copy(update={"company_id": company_id, "items": items})
+        return Known(request, tuple(lookups))
+
+    def hits(self, known: Known) -> None:
+        """Count a known request's cache hits, as `plan` counts them, once it is used."""
+        for kind in known.lookups:
+            self.on_lookup(kind, True)
 
     async def plan(self, draft: Draft, options: InvoiceOptions, *, namespace: str) -> Plan:
         """Every lookup the order needs, and what it would create; creates nothing."""

@@ -225,7 +225,7 @@ class WebhookEndpoint:
             order_name=order.order_name if order else None,
             announce=False,
         )
-        event, created = await self.store.record(delivery)
+        event, created, taken = await self.worker.record(delivery, parsed)
         if created:
             transition(log, event, RECEIVED, topic=topic)
         else:
@@ -240,9 +240,12 @@ class WebhookEndpoint:
                 duplicate="delivery",
             )
         if not event.finished:
-            # A repeat's stored bytes may not be these: it is parsed from the store.
-            self.worker.kick(event.id, parsed if created else None)
-            event = await self.worker.wait(event.id, server.respond_within) or event
+            if not taken:
+                # A repeat's stored bytes may not be these: it is parsed from the store.
+                self.worker.kick(event.id, parsed if created else None)
+            # A new event is as it was recorded; a repeat's may have moved on meanwhile.
+            known = event if created else None
+            event = await self.worker.wait(event.id, server.respond_within, known) or event
         return answer(event, source, self.links, repeat=not created)
 
 

@@ -31,6 +31,7 @@ from bridge.invoicing import (
     Lost,
     Outcome,
     Pause,
+    Ready,
     Retry,
     Wait,
 )
@@ -38,7 +39,19 @@ from bridge.logs import transition
 from bridge.metrics import Metrics
 from bridge.resolver import Resolver
 from bridge.retry import RetryPolicy
-from bridge.store.base import CREATED, DEAD, REJECTED, RETRYING, SKIPPED, TAGGED, Event, Store
+from bridge.store.base import (
+    CREATED,
+    DEAD,
+    PROCESSING,
+    REJECTED,
+    RETRYING,
+    SKIPPED,
+    TAGGED,
+    Event,
+    NewDelivery,
+    OrderClaim,
+    Store,
+)
 from bridge.store.listener import Listener
 from bridge.wire import Parsed
 
@@ -47,6 +60,7 @@ log = logging.getLogger("bridge.worker")
 LEASE_MARGIN = 5.0  # seconds a lease outlasts the longest request it may cover
 # Kicks that may wait for each Luminous slot; more would hold a task per delivery in memory.
 HANDOFF_PER_SLOT = 8
+WAIT_POLL = 2.0  # seconds between reads of an awaited event in a shared store
 _LOOP_BACKOFF = (0.5, 30.0)  # first and longest pause after an unexpected loop error
 
 
@@ -91,7 +105,7 @@ class Worker:
         self._wake = asyncio.Event()
         self.alerts: Alerts | None = None  # set by the app when alerts are configured
         self.listener: Listener | None = None  # set by the app when the store has one
-        self._changed: dict[int, asyncio.Event] = {}
+        self._changed: dict[int, list[asyncio.Future[Event | None]]] = {}  # waiters, by event
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._held: dict[int, Claim] = {}  # events this process holds, by id
@@ -143,20 +157,90 @@ class Worker:
         self._kicked += 1
         self._spawn(self._claim_and_process(event_id, parsed))
 
-    async def wait(self, event_id: int, timeout: float) -> Event | None:
-        """The event once it is finished, or its state when `timeout` runs out."""
+    async def record(
+        self, delivery: NewDelivery, parsed: Parsed | None = None
+    ) -> tuple[Event, bool, bool]:
+        """Record a delivery; a new one is claimed in the same write when a slot is free now.
+
+        Answers (event, created, taken): `taken` when this worker claimed the event and
+        processes it in that slot, so the caller neither kicks it nor reads it again.
+        """
+        if self.draining or self.paused or self._slots.locked():
+            event, created = await self.store.record(delivery)
+            return event, created, False
+        # Not locked: acquire takes the slot without yielding, so no other task can take it.
+        await self._slots.acquire()
+        try:
+            event, created, ready, order = await self._record_claimed(delivery, parsed)
+        except BaseException:
+            self._slots.release()
+            raise
+        if not created or event.status != PROCESSING or event.lease_owner != self.owner:
+            self._slots.release()
+            return event, created, False
+        if self.draining:  # stop() no longer waits for new work: hand the event back
+            with contextlib.suppress(StoreError):
+                await self.store.release(event.id, event.generation)
+            self._slots.release()
+            return event, created, False
+        claim = self._hold(event, parsed)
+        if order is not None:
+            claim.ready, claim.order = ready, order
+        self._spawn(self._process_in_slot(claim))
+        return event, created, True
+
+    async def _record_claimed(
+        self, delivery: NewDelivery, parsed: Parsed | None
+    ) -> tuple[Event, bool, Ready | None, OrderClaim | None]:
+        """Record and claim; with its order too when it maps and resolves from what is known."""
+        ready = self.invoicer.ready(delivery, parsed) if parsed is not None else None
+        if ready is not None:
+            try:
+                event, created, order = await self.store.record_with_order(
+                    delivery, self.owner, self.lease, ready.intent
+                )
+                return event, created, ready, order
+            except Exception:  # the order's part must not cost the delivery its record
+                log.exception("recording with its order failed; recording it alone")
+        event, created = await self.store.record_claimed(delivery, self.owner, self.lease)
+        return event, created, None, None
+
+    async def wait(self, event_id: int, timeout: float, known: Event | None = None) -> Event | None:
+        """The event once it is finished, or its state when `timeout` runs out.
+
+        `known` is its state as the caller just read or wrote it, so it is not read again.
+        The worker wakes waiters when it is done with the event, with the event as it ended
+        when it has it. Only a shared store is polled too, and rarely: another replica may
+        be the one working on it.
+        """
         deadline = time.monotonic() + timeout
-        while True:
-            changed = self._changed.setdefault(event_id, asyncio.Event())
-            event = await self.store.get(event_id)
-            remaining = deadline - time.monotonic()
-            if event is None or event.finished or remaining <= 0:
-                self._changed.pop(event_id, None)
-                return event
-            with contextlib.suppress(TimeoutError):
-                # Poll too: another replica may be the one working on it.
-                await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.5))
-            changed.clear()
+        poll = WAIT_POLL if self.store.shared else None
+        woken: asyncio.Future[Event | None] | None = None
+        try:
+            event = known
+            while True:
+                if woken is None or woken.done():
+                    woken = asyncio.get_running_loop().create_future()
+                    self._changed.setdefault(event_id, []).append(woken)
+                if event is None:
+                    event = await self.store.get(event_id)
+                    if event is None:
+                        return None
+                remaining = deadline - time.monotonic()
+                if event.finished or remaining <= 0:
+                    return event
+                await asyncio.wait((woken,), timeout=min(remaining, poll or remaining))
+                # Woken with the event as it ended, or for it to be read again.
+                event = woken.result() if woken.done() else None
+        finally:
+            self._forget(event_id, woken)
+
+    def _forget(self, event_id: int, woken: asyncio.Future[Event | None] | None) -> None:
+        waiting = self._changed.get(event_id)
+        if waiting is not None and woken in waiting:
+            waiting.remove(woken)
+            if not waiting:
+                del self._changed[event_id]
 
     # -- loop -------------------------------------------------------------------
 
@@ -284,7 +368,7 @@ class Worker:
         finally:
             keeper.cancel()
             self._held.pop(event.id, None)
-            self._notify(event.id)
+            self._notify(event.id, claim.ended)
             self._wake.set()
 
     async def _give_back(self, claim: Claim) -> None:
@@ -317,10 +401,11 @@ class Worker:
                 log.warning("event=%s claim lost to another worker; stopping", claim.event_id)
                 return
 
-    def _notify(self, event_id: int) -> None:
-        changed = self._changed.get(event_id)
-        if changed:
-            changed.set()
+    def _notify(self, event_id: int, ended: Event | None = None) -> None:
+        """Wake whoever waits for this event, with the event as it ended if it is known."""
+        for woken in self._changed.pop(event_id, ()):
+            if not woken.done():
+                woken.set_result(ended)
 
     # -- recording outcomes -----------------------------------------------------
 
@@ -373,28 +458,37 @@ class Worker:
 
     async def _complete(self, claim: Claim, outcome: Created, seconds: float) -> None:
         event = claim.event
-        done, original = await self.store.complete(
-            event.id, claim.generation, outcome.key, outcome.invoice_id, outcome.total
+        settled, original = await self.store.complete_event(
+            event.id,
+            claim.generation,
+            outcome.key,
+            outcome.invoice_id,
+            outcome.total,
+            held=outcome.sent,
         )
-        if not done:
+        if settled is None:
+            if outcome.sent:  # the claim was lost before the answer was recorded
+                await self.invoicer.sent_late(claim, outcome.key, outcome.invoice_id)
+                lost = f"invoice {outcome.invoice_id} was created after the claim was lost"
+                await self._record(claim, Lost(lost), seconds)
             return
+        claim.ended = settled
         kind = "created" if original == event.id else "duplicate"
         self.metrics.outcomes.labels(event.source, kind).inc()
         if kind == "duplicate" or outcome.how == "existing":
             self.metrics.duplicates.labels(event.source, "order").inc()
         else:
             self.metrics.invoices.labels(event.source).inc()
-        settled = await self.store.get(event.id)
         transition(
             log,
-            settled or event,
+            settled,
             CREATED,
             seconds=seconds,
             invoice_id=outcome.invoice_id,
             how=outcome.how,
             duplicate_of=None if original == event.id else original,
         )
-        if settled is not None and settled.possible_duplicate:
+        if settled.possible_duplicate:
             try:
                 await self.invoicer.confirm(settled, outcome.key)
             except LuminousError as exc:  # it stays flagged; reconcile reports it too

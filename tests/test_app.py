@@ -25,7 +25,7 @@ async def test_a_delivery_that_cannot_be_recorded_is_not_acknowledged(tmp_path: 
     settings = load_settings(str(config), {"SHOPIFY_WEBHOOK_SECRET": "s"})
     app = create_app(settings, luminous_url="http://127.0.0.1:9/api", luminous_token="t" * 12)
 
-    async def disk_full(delivery: NewDelivery) -> None:
+    async def disk_full(delivery: NewDelivery, *claim: object) -> None:
         raise StoreError("disk I/O error")
 
     payload = body(shopify_order(1))
@@ -35,6 +35,7 @@ async def test_a_delivery_that_cannot_be_recorded_is_not_acknowledged(tmp_path: 
     headers["Content-Type"] = "application/json"
     async with app.router.lifespan_context(app):
         app.state.runtime.store.record = disk_full
+        app.state.runtime.store.record_claimed = disk_full  # a new delivery claimed at once
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
             answer = await client.post("/webhooks/shopify", content=payload, headers=headers)

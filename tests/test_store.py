@@ -35,6 +35,7 @@ from bridge.store.base import (
     EventFilter,
     NewDelivery,
     OrderClaim,
+    OrderIntent,
     OrderKey,
 )
 from bridge.store.clock import BOOT_ID, HostClock
@@ -121,6 +122,46 @@ async def test_a_claimed_event_is_not_claimed_twice_until_its_lease_lapses(store
     # The first worker lost its lease: it can no longer settle the event.
     assert not await store.finish(event.id, claimed.generation, SKIPPED, reason="late")
     assert await store.finish(event.id, reclaimed.generation, SKIPPED, reason="test order")
+
+
+async def test_a_folded_claim_is_a_claim_and_a_repeat_is_left_unclaimed(store: Store) -> None:
+    # Recorded and claimed in one write: the same generation and lease rules as `claim`.
+    first, created = await store.record_claimed(delivery("fold"), "w1", 0.05)
+    assert created and first.status == PROCESSING and first.lease_owner == "w1"
+    assert first.generation == 1
+    assert await store.still_holds(first.id, first.generation)
+    assert await store.claim(first.id, "w2", LEASE) is None
+    repeat, created_again = await store.record_claimed(delivery("fold"), "w2", LEASE)
+    assert not created_again and repeat.id == first.id and repeat.lease_owner == "w1"
+    assert repeat.generation == first.generation  # a repeat claims nothing
+    # Its lease lapses like any other, and the claim that takes it over fences it out.
+    await asyncio.sleep(0.1)
+    assert not await store.still_holds(first.id, first.generation)
+    fresh = await store.claim_next("w2", LEASE)
+    assert fresh is not None and fresh.id == first.id and fresh.generation == 2
+    assert not await store.finish(first.id, first.generation, SKIPPED, reason="late")
+    assert await store.finish(fresh.id, fresh.generation, SKIPPED, reason="test order")
+    done, _ = await store.record_claimed(delivery("fold"), "w3", LEASE)
+    assert done.status == SKIPPED and done.generation == 2
+
+
+async def test_a_delivery_recorded_with_its_order_claims_both_in_one_write(store: Store) -> None:
+    key = OrderKey("shopify", "", "8")
+    intent = OrderIntent(key, "#8", ("SKU-8",), '{"company_id": 1}')
+    first, created, order = await store.record_with_order(delivery("o1"), "w", LEASE, intent)
+    assert created and first.status == PROCESSING and first.lease_owner == "w"
+    assert order == OrderClaim(acquired=True, marked=True)
+    assert first.order_id == "8" and first.order_name == "#8"
+    assert first.sent_request == '{"company_id": 1}'
+    # A repeat claims nothing; another delivery of the order finds it held, then invoiced.
+    again, created, none = await store.record_with_order(delivery("o1"), "w", LEASE, intent)
+    assert not created and none is None and again.generation == first.generation
+    _, _, held = await store.record_with_order(delivery("o2"), "w", LEASE, intent)
+    assert held is not None and not held.acquired and held.event_id == first.id
+    assert (await store.complete_event(first.id, first.generation, key, 61, held=True))[0]
+    late, _, done = await store.record_with_order(delivery("o3"), "w", LEASE, intent)
+    assert done is not None and done.invoice_id == 61 and not done.marked
+    assert late.sent_request is None
 
 
 async def test_renew_keeps_the_lease(store: Store) -> None:
@@ -313,6 +354,25 @@ async def test_a_stale_generation_changes_nothing(store: Store) -> None:
     assert await store.complete(fresh.id, fresh.generation, key, 41) == (True, fresh.id)
     created = await store.get(fresh.id)
     assert created is not None and created.status == CREATED and created.invoice_id == 41
+
+
+async def test_a_held_completion_under_a_lapsed_lease_writes_nothing(store: Store) -> None:
+    key = OrderKey("shopify", "", "7")
+    slow = await taken(store, "held", lease=0.05, owner="slow")
+    assert (await store.claim_order(key, slow.id, slow.generation, 0.05)).acquired
+    await asyncio.sleep(0.1)
+    # Lapsed, taken over by nobody yet: as still_holds says, the claim no longer holds.
+    assert await store.complete_event(slow.id, slow.generation, key, 51, held=True) == (
+        None,
+        slow.id,
+    )
+    assert await store.invoice_for(key) is None and await store.history(slow.id) == []
+    fresh = await store.claim_next("fast", LEASE)
+    assert fresh is not None
+    assert (await store.claim_order(key, fresh.id, fresh.generation, LEASE)).acquired
+    settled, original = await store.complete_event(fresh.id, fresh.generation, key, 52, held=True)
+    assert settled is not None and settled.status == CREATED and settled.invoice_id == 52
+    assert original == fresh.id and await store.invoice_for(key) == 52
 
 
 async def test_claim_next_skips_the_callers_own_events(store: Store) -> None:
@@ -514,6 +574,52 @@ async def test_purge_by_status_drops_only_those_payloads(store: Store) -> None:
     assert (await store.get(first.id)).body is None  # type: ignore[union-attr]
     assert (await store.get(second.id)).body == b"{}"  # type: ignore[union-attr]
     assert await store.purge_payloads(time.time() + 1) == 0  # retention keeps dead ones
+
+
+async def test_an_order_claimed_with_its_request_is_marked_sent_in_the_same_write(
+    store: Store,
+) -> None:
+    key = OrderKey("shopify", "", "5")
+    sent = '{"company_id": 42, "items": [{"product_id": 7, "quantity": 1}]}'
+    first = await taken(store, "a", lease=0.05)
+    claim = await store.claim_order(key, first.id, first.generation, 0.05, "#5", request=sent)
+    assert claim == OrderClaim(acquired=True, marked=True)
+    kept = await store.get(first.id)
+    assert kept is not None and kept.sent_request == sent and kept.order_id == "5"
+    # Sent before and not yet found: the next holder is told, and nothing is marked for it.
+    await asyncio.sleep(0.1)
+    second = await taken(store, "b")
+    again = await store.claim_order(key, second.id, second.generation, LEASE, request="{}")
+    assert again.acquired and again.sent and not again.marked
+    assert again.sent_age is not None and again.sent_age >= 0.1
+    unmarked = await store.get(second.id)
+    assert unmarked is not None and unmarked.sent_request is None
+    # An order already invoiced is answered with its invoice, and nothing is marked.
+    assert (await store.complete(second.id, second.generation, key, 88))[0]
+    third = await taken(store, "c")
+    done = await store.claim_order(key, third.id, third.generation, LEASE, request=sent)
+    assert done.invoice_id == 88 and not done.acquired and not done.marked
+    untouched = await store.get(third.id)
+    assert untouched is not None and untouched.sent_request is None
+
+
+async def test_a_lapsed_lease_claims_the_order_but_marks_no_send(store: Store) -> None:
+    key = OrderKey("shopify", "", "6")
+    slow = await taken(store, "lapse", lease=0.05, owner="slow")
+    await asyncio.sleep(0.1)
+    # Lapsed but not yet taken over: the order is taken as claim_order alone would take it,
+    # and the send is refused as mark_sent would refuse it.
+    claim = await store.claim_order(key, slow.id, slow.generation, LEASE, request="{}")
+    assert claim == OrderClaim(acquired=True, marked=False)
+    kept = await store.get(slow.id)
+    assert kept is not None and kept.sent_request is None
+    fast = await store.claim_next("fast", LEASE)
+    assert fast is not None and fast.id == slow.id
+    stale = await store.claim_order(key, slow.id, slow.generation, LEASE, request="{}")
+    assert stale == OrderClaim(acquired=False)
+    # The new holder finds no earlier send: none was marked.
+    fresh = await store.claim_order(key, fast.id, fast.generation, LEASE, request="{}")
+    assert fresh == OrderClaim(acquired=True, marked=True)
 
 
 async def test_the_request_sent_and_every_wait_are_kept(store: Store) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from bridge import wire
 from bridge.admin import Admin
 from bridge.config import Settings, load_settings
 from bridge.errors import StoreError
-from bridge.invoicing import Claim, Lost
+from bridge.invoicing import Claim, Created, Lost
 from bridge.luminous import LuminousClient
 from bridge.retry import RetryPolicy
 from bridge.sandbox import Sandbox, SandboxSettings, create_sandbox_app
@@ -414,3 +415,138 @@ async def test_a_body_parsed_at_the_front_door_is_not_parsed_again(
     again = await rig.deliver(body(shopify_order(9_400_000_000_002)), "parsed-from-store")
     assert (await rig.settle(again.id)).status == CREATED
     assert again.body in parses
+
+
+async def test_every_waiter_of_one_event_is_woken_with_the_event_as_it_ended(rig: Rig) -> None:
+    # A SQLite store has one process: waiters are woken by the worker, not by polling it.
+    assert not rig.store.shared
+    event = await rig.deliver(body(shopify_order(40)), "waiters")
+    reads = 0
+    get = rig.store.get
+
+    async def counted(event_id: int) -> Event | None:
+        nonlocal reads
+        reads += 1
+        return await get(event_id)
+
+    rig.store.get = counted  # type: ignore[method-assign]
+    rig.worker.kick(event.id)
+    first, second = await asyncio.gather(
+        rig.worker.wait(event.id, 10, event), rig.worker.wait(event.id, 10, event)
+    )
+    assert first is not None and second is not None
+    assert first.status == second.status == CREATED and first.invoice_id is not None
+    assert reads == 0 and rig.worker._changed == {}
+
+
+async def test_a_delivery_recorded_with_a_free_slot_is_claimed_in_the_same_write(
+    rig: Rig,
+) -> None:
+    claims: list[int] = []
+    claim = rig.store.claim
+
+    async def counted(event_id: int, owner: str, lease: float) -> Event | None:
+        claims.append(event_id)
+        return await claim(event_id, owner, lease)
+
+    rig.store.claim = counted  # type: ignore[method-assign]
+    new = NewDelivery("shopify", "fold", "acme.myshopify.com", "orders/create", {}, b"")
+    payload = body(shopify_order(41))
+    event, created, taken = await rig.worker.record(dataclasses.replace(new, body=payload))
+    assert created and taken and event.status == "processing"
+    assert event.lease_owner == rig.worker.owner and event.id in rig.worker._held
+    settled = await rig.worker.wait(event.id, 10, event)
+    assert settled is not None and settled.status == CREATED and claims == []
+    # A repeat is not claimed again; with every slot taken a new one waits to be kicked.
+    again, created, taken = await rig.worker.record(dataclasses.replace(new, body=payload))
+    assert again.id == event.id and not created and not taken
+    slots = rig.settings.config.luminous.max_concurrency
+    for _ in range(slots):
+        await rig.worker._slots.acquire()
+    other = dataclasses.replace(new, delivery_key="fold-2", body=body(shopify_order(42)))
+    waiting, created, taken = await rig.worker.record(other)
+    assert created and not taken and waiting.status == "received"
+    for _ in range(slots):
+        rig.worker._slots.release()
+
+
+async def test_an_order_resolved_from_the_caches_is_claimed_and_marked_sent_in_one_write(
+    rig: Rig,
+) -> None:
+    first = await rig.deliver(body(shopify_order(43)), "known-1")
+    assert (await rig.settle(first.id)).status == CREATED  # its SKUs are cached now
+    marks: list[bool] = []
+    mark_sent = rig.store.mark_sent
+
+    async def counted(*args: Any, **kwargs: Any) -> bool:
+        marks.append(True)
+        return await mark_sent(*args, **kwargs)
+
+    rig.store.mark_sent = counted  # type: ignore[method-assign]
+    gets_before = rig.transport.requests.count(("GET", "/external/api/v1/products"))
+    second = await rig.deliver(body(shopify_order(44)), "known-2")
+    settled = await rig.settle(second.id)
+    assert settled.status == CREATED and marks == []
+    assert rig.transport.requests.count(("GET", "/external/api/v1/products")) == gets_before
+    assert settled.sent_request is not None and '"product_id"' in settled.sent_request
+    assert len(rig.sandbox.invoices) == 2
+
+
+async def test_an_answer_after_the_lease_lapsed_is_flagged_and_not_recorded(rig: Rig) -> None:
+    # The lease lapses while the POST is on the wire: the answer is not recorded under the
+    # claim (no store.still_holds read: complete asks it), and the event says it may double.
+    loop = rig.worker._loop_task
+    assert loop is not None
+    loop.cancel()  # nothing takes the lapsed event over meanwhile
+    await asyncio.gather(loop, return_exceptions=True)
+
+    def slow_post(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            time.sleep(0.6)  # past the 0.5 s lease
+        return None
+
+    event = await rig.deliver(body(shopify_order(45)), "late-answer")
+    claim = await rig.store.claim(event.id, "test", 0.5)
+    assert claim is not None
+    held = Claim(claim, claim.generation)
+    rig.transport.before = slow_post
+    outcome = await rig.worker.invoicer.process(held)
+    assert isinstance(outcome, Created) and outcome.sent
+    await rig.worker._record(held, outcome, 0.0)
+    after = await rig.store.get(event.id)
+    assert after is not None and after.status == "processing" and after.invoice_id is None
+    assert after.possible_duplicate is not None
+    assert f"invoice {outcome.invoice_id} was sent after" in after.possible_duplicate
+    assert await rig.store.invoice_for(outcome.key) is None
+    assert len(rig.sandbox.invoices) == 1
+
+
+async def test_a_known_order_is_claimed_with_its_delivery_and_an_invoiced_one_is_not_sent(
+    rig: Rig,
+) -> None:
+    first = await rig.deliver(body(shopify_order(46)), "front-1")
+    assert (await rig.settle(first.id)).status == CREATED  # its SKUs are cached now
+    claims: list[int] = []
+    claim_order = rig.store.claim_order
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        claims.append(1)
+        return await claim_order(*args, **kwargs)
+
+    rig.store.claim_order = counted  # type: ignore[method-assign]
+    new = NewDelivery("shopify", "front-2", "acme.myshopify.com", "orders/create", {}, b"")
+    payload = body(shopify_order(47))
+    parsed = await wire.parse_body(payload)
+    event, created, taken = await rig.worker.record(dataclasses.replace(new, body=payload), parsed)
+    assert created and taken and event.sent_request is not None and event.order_id == "47"
+    settled = await rig.worker.wait(event.id, 10, event)
+    assert settled is not None and settled.status == CREATED and claims == []
+    # Another delivery of the invoiced order: answered with its invoice, nothing sent.
+    posts = rig.transport.requests.count(("POST", "/external/api/v1/invoices"))
+    again = dataclasses.replace(new, delivery_key="front-3", body=payload)
+    repeat, created, taken = await rig.worker.record(again, parsed)
+    assert created and taken and repeat.sent_request is None
+    done = await rig.worker.wait(repeat.id, 10, repeat)
+    assert done is not None and done.status == CREATED
+    assert done.invoice_id == settled.invoice_id and done.duplicate_of == event.id
+    assert rig.transport.requests.count(("POST", "/external/api/v1/invoices")) == posts

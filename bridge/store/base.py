@@ -219,6 +219,7 @@ class OrderClaim:
     `acquired`: this event may send; `sent`: an earlier send's outcome is unknown, so look
     the invoice up in Luminous before sending again. `sent_age`: how many seconds ago (by
     the lease clock) that send was marked; None when unknown, which means long ago.
+    `marked`: claim_order marked this send too; unset though asked, the lease has lapsed.
     """
 
     acquired: bool
@@ -226,6 +227,17 @@ class OrderClaim:
     event_id: int | None = None
     sent: bool = False
     sent_age: float | None = None
+    marked: bool = False  # `request` was given, and the send is marked (see claim_order)
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """An order to claim as its event is recorded: `claim_order`'s arguments past the claim."""
+
+    key: OrderKey
+    order_name: str | None
+    keys: Sequence[str]
+    request: str | None  # the request to mark sent with, as `claim_order` takes it
 
 
 @dataclass(frozen=True)
@@ -255,6 +267,10 @@ class Store(ABC):
     `processing` under that generation, so a worker that lost its claim changes nothing.
     """
 
+    # Whether other processes (replicas) may work on its events; when not, this process's
+    # worker makes every change to an event it waits for, and says so.
+    shared: bool = True
+
     @abstractmethod
     async def migrate(self) -> None:
         """Create or upgrade the schema to `SCHEMA_VERSION`; refuse a newer one."""
@@ -273,6 +289,38 @@ class Store(ABC):
     @abstractmethod
     async def record(self, delivery: NewDelivery) -> tuple[Event, bool]:
         """Record a delivery durably; `(event, False)` when its key was seen before."""
+
+    async def record_claimed(
+        self, delivery: NewDelivery, owner: str, lease: float
+    ) -> tuple[Event, bool]:
+        """`record`, and a new event claimed for `owner` as `claim` would claim it.
+
+        The SQL stores do both in one transaction. A repeat is answered as `record`
+        answers it, unclaimed.
+        """
+        event, created = await self.record(delivery)
+        if created:
+            event = await self.claim(event.id, owner, lease) or event
+        return event, created
+
+    async def record_with_order(
+        self, delivery: NewDelivery, owner: str, lease: float, order: OrderIntent
+    ) -> tuple[Event, bool, OrderClaim | None]:
+        """`record_claimed`, then `claim_order` for the new claim; the SQL stores do it all
+        in one transaction. The OrderClaim is None when nothing was claimed (a repeat)."""
+        event, created = await self.record_claimed(delivery, owner, lease)
+        if not created or event.lease_owner != owner:
+            return event, created, None
+        taken = await self.claim_order(
+            order.key,
+            event.id,
+            event.generation,
+            lease,
+            order.order_name,
+            order.keys,
+            request=order.request,
+        )
+        return await self.get(event.id) or event, True, taken
 
     @abstractmethod
     async def get(self, event_id: int) -> Event | None: ...
@@ -383,10 +431,13 @@ class Store(ABC):
         lease: float,
         order_name: str | None = None,
         keys: Sequence[str] = (),
+        request: str | None = None,
     ) -> OrderClaim:
         """Bind the event to its order and try to take the right to send its invoice.
 
         Refused (`acquired=False`, nothing changed) when the claim on the event was lost.
+        With `request`, an order acquired with no earlier send of unknown outcome is also
+        marked sent with it, as `mark_sent` would, in the same write (`marked`).
         """
 
     @abstractmethod
@@ -405,7 +456,6 @@ class Store(ABC):
         does not, and the caller must not send: another worker may have the event now.
         """
 
-    @abstractmethod
     async def complete(
         self,
         event_id: int,
@@ -419,6 +469,25 @@ class Store(ABC):
         Returns (done, original event id): when the order already had an invoice the event
         is ended `created` as its duplicate, with that invoice id. The invoice is recorded
         even when the claim was lost (done False): it exists in Luminous either way.
+        """
+        settled, original = await self.complete_event(event_id, generation, key, invoice_id, total)
+        return settled is not None, original
+
+    @abstractmethod
+    async def complete_event(
+        self,
+        event_id: int,
+        generation: int,
+        key: OrderKey,
+        invoice_id: int,
+        total: Decimal | None = None,
+        *,
+        held: bool = False,
+    ) -> tuple[Event | None, int]:
+        """`complete`, answering the event as it was ended (None when the claim was lost).
+
+        `held`: only while the claim stands with its lease unlapsed, as `still_holds` says;
+        otherwise nothing is written and (None, event_id) is answered.
         """
 
     @abstractmethod

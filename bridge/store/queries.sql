@@ -113,6 +113,7 @@ UPDATE events SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'received
 UPDATE events SET status = 'created', invoice_id = %(invoice_id)s,
     duplicate_of = %(duplicate_of)s, reason = NULL, next_attempt_at = NULL,
     search_keys = %(search_keys)s, {settle}
+RETURNING {event_columns}
 
 -- name: set_order
 UPDATE events SET order_id = %(order_id)s, order_name = %(order_name)s,

@@ -30,6 +30,7 @@ from bridge.store.base import (
     EventFilter,
     NewDelivery,
     OrderClaim,
+    OrderIntent,
     OrderKey,
     OrderRecord,
     Store,
@@ -136,6 +137,27 @@ def _append(
     )
 
 
+def _mark_sent(
+    key: OrderKey, event_id: int, generation: int, now: Now, sent: bool, request: str | None
+) -> Rule[bool]:
+    held = yield from one("lock_lease", event_id=event_id, generation=generation, **_times(now))
+    if not held:
+        return False
+    if request is not None:
+        yield from changed(
+            "keep_request", event_id=event_id, generation=generation, request=request
+        )
+    marked = yield from changed(
+        "mark_sent",
+        **_order(key),
+        event_id=event_id,
+        sent=sent,
+        sent_at=now.lease if sent else None,
+        sent_boot=now.boot if sent else None,
+    )
+    return marked == 1
+
+
 def _matching(where: EventFilter) -> dict[str, object]:
     """The parameters of queries.sql's `matching` for a filter."""
     return {
@@ -162,6 +184,8 @@ class SQLStore(Store):
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
+        # A SQLite file has one bridge process; PostgreSQL is shared by replicas.
+        self.shared = connector.dialect != "sqlite"
 
     # -- schema -----------------------------------------------------------------
 
@@ -181,6 +205,41 @@ class SQLStore(Store):
 
     @writes
     def record(self, delivery: NewDelivery) -> Rule[tuple[Event, bool]]:
+        return (yield from self._record(delivery))
+
+    @writes
+    def record_claimed(
+        self, delivery: NewDelivery, owner: str, lease: float
+    ) -> Rule[tuple[Event, bool]]:
+        event, created = yield from self._record(delivery)
+        if not created:
+            return event, False
+        claimed = yield from self._claim(event.id, owner, lease)
+        return claimed or event, True
+
+    @writes
+    def record_with_order(
+        self, delivery: NewDelivery, owner: str, lease: float, order: OrderIntent
+    ) -> Rule[tuple[Event, bool, OrderClaim | None]]:
+        event, created = yield from self._record(delivery)
+        if not created:
+            return event, False, None
+        claimed = yield from self._claim(event.id, owner, lease)
+        if claimed is None:
+            return event, True, None
+        taken = yield from self._claim_order(
+            order.key,
+            claimed.id,
+            claimed.generation,
+            lease,
+            order.order_name,
+            order.keys,
+            order.request,
+        )
+        row = yield from one("event", event_id=claimed.id)  # as claim_order bound it
+        return (_event(row) if row else claimed), True, taken
+
+    def _record(self, delivery: NewDelivery) -> Rule[tuple[Event, bool]]:
         now = yield from clock()
         key = {"source": delivery.source, "delivery_key": delivery.delivery_key}
         row = yield from one(
@@ -246,6 +305,9 @@ class SQLStore(Store):
 
     @writes
     def claim(self, event_id: int, owner: str, lease: float) -> Rule[Event | None]:
+        return (yield from self._claim(event_id, owner, lease))
+
+    def _claim(self, event_id: int, owner: str, lease: float) -> Rule[Event | None]:
         now = yield from clock()
         row = yield from one(
             "claim", event_id=event_id, owner=owner, lease_until=now.lease + lease, **_times(now)
@@ -377,6 +439,23 @@ class SQLStore(Store):
         lease: float,
         order_name: str | None = None,
         keys: Sequence[str] = (),
+        request: str | None = None,
+    ) -> Rule[OrderClaim]:
+        return (
+            yield from self._claim_order(
+                key, event_id, generation, lease, order_name, keys, request
+            )
+        )
+
+    def _claim_order(
+        self,
+        key: OrderKey,
+        event_id: int,
+        generation: int,
+        lease: float,
+        order_name: str | None,
+        keys: Sequence[str],
+        request: str | None,
     ) -> Rule[OrderClaim]:
         now = yield from clock()
         search_keys = yield from _with_keys(event_id, (key.order_id, order_name, *keys))
@@ -399,6 +478,9 @@ class SQLStore(Store):
         )
         if taken is not None:
             sent = bool(taken["sent"])
+            if request is not None and not sent:
+                marked = yield from _mark_sent(key, event_id, generation, now, True, request)
+                return OrderClaim(acquired=True, marked=marked)
             age = now.since(taken["sent_at"], taken["sent_boot"]) if sent else None
             return OrderClaim(acquired=True, sent=sent, sent_age=age)
         holder = yield from one("order", **_order(key))
@@ -418,33 +500,25 @@ class SQLStore(Store):
         request: str | None = None,
     ) -> Rule[bool]:
         now = yield from clock()
-        held = yield from one("lock_lease", event_id=event_id, generation=generation, **_times(now))
-        if not held:
-            return False
-        if request is not None:
-            yield from changed(
-                "keep_request", event_id=event_id, generation=generation, request=request
-            )
-        marked = yield from changed(
-            "mark_sent",
-            **_order(key),
-            event_id=event_id,
-            sent=sent,
-            sent_at=now.lease if sent else None,
-            sent_boot=now.boot if sent else None,
-        )
-        return marked == 1
+        return (yield from _mark_sent(key, event_id, generation, now, sent, request))
 
     @writes
-    def complete(
+    def complete_event(
         self,
         event_id: int,
         generation: int,
         key: OrderKey,
         invoice_id: int,
         total: Decimal | None = None,
-    ) -> Rule[tuple[bool, int]]:
+        *,
+        held: bool = False,
+    ) -> Rule[tuple[Event | None, int]]:
         now = yield from clock()
+        if held:
+            holding = _times(now)
+            row = yield from one("lock_lease", event_id=event_id, generation=generation, **holding)
+            if row is None:
+                return None, event_id
         search_keys = yield from _with_keys(event_id, (invoice_id,))
         row = yield from one(
             "record_invoice",
@@ -458,7 +532,7 @@ class SQLStore(Store):
             row = yield from one("order", **_order(key))
             assert row is not None  # the conflict that refused us is this row, now locked
         final_invoice, original = row["invoice_id"], row["event_id"]
-        settled = yield from changed(
+        settled = yield from one(
             "created",
             event_id=event_id,
             generation=generation,
@@ -467,10 +541,11 @@ class SQLStore(Store):
             search_keys=merged(search_keys, (final_invoice,)),
             now=now.wall,
         )
-        if settled:
-            outcome = CREATED if original == event_id else "duplicate"
-            yield from _append(event_id, now, outcome, f"invoice {final_invoice}")
-        return settled == 1, original
+        if settled is None:
+            return None, original
+        outcome = CREATED if original == event_id else "duplicate"
+        yield from _append(event_id, now, outcome, f"invoice {final_invoice}")
+        return _event(settled), original
 
     @writes
     def flag(
