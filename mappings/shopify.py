@@ -299,23 +299,25 @@ class OrderTranslation:
         for where, line in self.fields.objects(self.order, "line_items", ""):
             quantity = self.fields.quantity(line, "quantity", where)
             price = self.fields.amount(line, "price", where)
-            amount = price * quantity
             if self.taxes_included:
+                amount = price * quantity
                 amount -= self.fields.sum_amounts(line, "tax_lines", "price", where)
                 if amount < 0:
                     self.fields.refuse(f"{where}.tax_lines", "add up to more than the line's price")
                     continue
+                pairs = unit_prices(amount, quantity)
+            else:
+                pairs = [(quantity, price)]
             sku, description = self._describe_line(line, where)
-            pairs = unit_prices(amount, quantity) if self.taxes_included else [(quantity, price)]
-            items.extend(
-                {
-                    "quantity": Decimal(count),
-                    "unit_price": unit,
-                    "sku": sku,
-                    "description": description,
-                }
-                for count, unit in pairs
-            )
+            for count, unit in pairs:
+                items.append(
+                    {
+                        "quantity": Decimal(count),
+                        "unit_price": unit,
+                        "sku": sku,
+                        "description": description,
+                    }
+                )
         return items
 
     def _describe_line(self, line: dict[str, Any], where: str) -> tuple[str | None, str | None]:
