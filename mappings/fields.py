@@ -76,6 +76,23 @@ def plain_amount(parent: dict[str, Any], key: str) -> Decimal | None:
     return None
 
 
+def plain_sum(parent: dict[str, Any], key: str, field: str) -> Decimal | None:
+    """`FieldReader.sum_amounts` for a well-formed list (or none), read without paths; None
+    for anything else, which the caller then sums the long way, recording every problem."""
+    items = parent.get(key)
+    if items is None:
+        return ZERO
+    if type(items) is not list:
+        return None
+    total = ZERO
+    for item in items:
+        plain = plain_amount(item, field) if type(item) is dict else None
+        if plain is None:
+            return None
+        total += plain
+    return total
+
+
 def parse_amount(value: object) -> Decimal:
     """A non-negative money amount, exact; raise ValueError saying what is wrong with it."""
     if isinstance(value, str):
@@ -225,20 +242,9 @@ class FieldReader:
 
     def sum_amounts(self, parent: dict[str, Any], key: str, field: str, where: str) -> Decimal:
         """The sum of `field` over the objects listed in `parent[key]`."""
-        items = parent.get(key)
-        if items is None:
-            return ZERO
-        if type(items) is list:
-            # Well-formed lists are summed without their items' paths; on anything else the
-            # sum starts again the long way, which records every problem in order.
-            total = ZERO
-            for item in items:
-                plain = plain_amount(item, field) if type(item) is dict else None
-                if plain is None:
-                    break
-                total += plain
-            else:
-                return total
+        plain = plain_sum(parent, key, field)
+        if plain is not None:
+            return plain
         total = ZERO
         for item_path, item in self.objects(parent, key, where):
             total += self.amount(item, field, item_path)
