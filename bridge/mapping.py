@@ -63,6 +63,8 @@ class InvoiceOptions(BaseModel):
 
     def po_prefix_for(self, shop: str | None) -> str:
         """The prefix of a delivery's customer_po_number: its shop's own, else the source's."""
+        if not self.shop_po_prefixes:  # the usual case: no shop of its own, nothing to spell
+            return self.po_prefix
         return self.shop_po_prefixes.get(normalise_shop(shop or ""), self.po_prefix)
 
 

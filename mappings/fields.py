@@ -19,6 +19,9 @@ ZERO = Decimal("0.00")
 # thousands separators) is refused rather than guessed at.
 _AMOUNT_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _ID_TEXT = re.compile(r"[0-9]{1,20}")
+# The common case of `parse_amount`, decided by one match: no blanks, no sign, at most six
+# decimals and under 13 characters pass every one of its checks as they stand.
+_PLAIN_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]{1,6})?")
 # Bounds that keep every sum and product of an order exact in Decimal's 28-digit default
 # context: a trillion per amount, a million per quantity, micro-units at the finest.
 AMOUNT_LIMIT = Decimal(10) ** 12
@@ -57,6 +60,37 @@ def parse_id(value: object, bits: int) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**bits:
         return str(value)
     return None
+
+
+def plain_amount(parent: dict[str, Any], key: str) -> Decimal | None:
+    """`FieldReader.amount` for a well-formed plain amount, read without a path or a problem
+    list; None for anything else, which the caller then reads the long way."""
+    money_set = parent.get(key + "_set")
+    if money_set is None:
+        raw = parent.get(key)
+    else:
+        shop = money_set.get("shop_money") if type(money_set) is dict else None
+        raw = shop.get("amount") if type(shop) is dict else None
+    if type(raw) is str and len(raw) < 13 and _PLAIN_AMOUNT.fullmatch(raw):
+        return Decimal(raw)
+    return None
+
+
+def plain_sum(parent: dict[str, Any], key: str, field: str) -> Decimal | None:
+    """`FieldReader.sum_amounts` for a well-formed list (or none), read without paths; None
+    for anything else, which the caller then sums the long way, recording every problem."""
+    items = parent.get(key)
+    if items is None:
+        return ZERO
+    if type(items) is not list:
+        return None
+    total = ZERO
+    for item in items:
+        plain = plain_amount(item, field) if type(item) is dict else None
+        if plain is None:
+            return None
+        total += plain
+    return total
 
 
 def parse_amount(value: object) -> Decimal:
@@ -132,6 +166,8 @@ class FieldReader:
     def text(self, parent: dict[str, Any], key: str, where: str) -> str | None:
         """A string with surrounding blanks removed; absent, null or blank is None."""
         value = parent.get(key)
+        if type(value) is str:
+            return value.strip() or None
         if value is None:
             return None
         if not isinstance(value, str):
@@ -167,6 +203,9 @@ class FieldReader:
         Presentment money is never read. A missing or broken amount counts as zero after its
         problem is recorded.
         """
+        plain = plain_amount(parent, key)
+        if plain is not None:
+            return plain
         money_set = parent.get(key + "_set")
         if money_set is not None:
             # The common shape read without building its path; any problem takes the long way.
@@ -203,6 +242,9 @@ class FieldReader:
 
     def sum_amounts(self, parent: dict[str, Any], key: str, field: str, where: str) -> Decimal:
         """The sum of `field` over the objects listed in `parent[key]`."""
+        plain = plain_sum(parent, key, field)
+        if plain is not None:
+            return plain
         total = ZERO
         for item_path, item in self.objects(parent, key, where):
             total += self.amount(item, field, item_path)

@@ -39,7 +39,7 @@ from bridge.mapping import (
     Tag,
     invoice_request,
 )
-from mappings.fields import ZERO, FieldReader, describe, parse_id, unit_prices
+from mappings.fields import ZERO, FieldReader, describe, parse_id, plain_sum, unit_prices
 
 __all__ = ["TAG_TOPICS", "ShopifyMapping", "ShopifyOptions", "mapping"]
 
@@ -299,23 +299,25 @@ class OrderTranslation:
         for where, line in self.fields.objects(self.order, "line_items", ""):
             quantity = self.fields.quantity(line, "quantity", where)
             price = self.fields.amount(line, "price", where)
-            amount = price * quantity
             if self.taxes_included:
+                amount = price * quantity
                 amount -= self.fields.sum_amounts(line, "tax_lines", "price", where)
                 if amount < 0:
                     self.fields.refuse(f"{where}.tax_lines", "add up to more than the line's price")
                     continue
+                pairs = unit_prices(amount, quantity)
+            else:
+                pairs = [(quantity, price)]
             sku, description = self._describe_line(line, where)
-            pairs = unit_prices(amount, quantity) if self.taxes_included else [(quantity, price)]
-            items.extend(
-                {
-                    "quantity": Decimal(count),
-                    "unit_price": unit,
-                    "sku": sku,
-                    "description": description,
-                }
-                for count, unit in pairs
-            )
+            for count, unit in pairs:
+                items.append(
+                    {
+                        "quantity": Decimal(count),
+                        "unit_price": unit,
+                        "sku": sku,
+                        "description": description,
+                    }
+                )
         return items
 
     def _describe_line(self, line: dict[str, Any], where: str) -> tuple[str | None, str | None]:
@@ -333,6 +335,21 @@ class OrderTranslation:
         return total_tax + self._duties()
 
     def _line_discounts(self) -> Decimal:
+        lines = self.order.get("line_items")
+        if type(lines) is list:
+            # Well-formed lines are summed without their paths; anything else the long way.
+            total = ZERO
+            for line in lines:
+                part = (
+                    plain_sum(line, "discount_allocations", "amount")
+                    if type(line) is dict
+                    else None
+                )
+                if part is None:
+                    break
+                total += part
+            else:
+                return total
         total = ZERO
         for where, line in self._line_objects():
             total += self.fields.sum_amounts(line, "discount_allocations", "amount", where)
@@ -359,6 +376,11 @@ class OrderTranslation:
         for key in _ORDER_DUTIES:
             if self.order.get(f"{key}_set") is not None:
                 return self.fields.amount(self.order, key, "")
+        lines = self.order.get("line_items")
+        if type(lines) is list and all(
+            type(line) is dict and line.get("duties") in (None, []) for line in lines
+        ):
+            return ZERO  # the usual case: no line lists a duty
         total = ZERO
         for where, line in self._line_objects():
             for duty_path, duty in self.fields.objects(line, "duties", where):

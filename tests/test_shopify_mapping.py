@@ -17,7 +17,7 @@ from bridge import wire
 from bridge.errors import InvoiceError, MappingError
 from bridge.invoice import request_total
 from bridge.mapping import Delivery, Draft, InvoiceOptions, Skip, Tag, reconcile_totals
-from mappings.fields import unit_prices
+from mappings.fields import parse_amount, plain_amount, unit_prices
 from mappings.shopify import ShopifyOptions, mapping
 from tests.fuzz import json_values, paths, scalars
 
@@ -641,3 +641,40 @@ def test_a_shops_po_prefix_names_its_invoices() -> None:
     assert isinstance(acme, Draft) and isinstance(other, Draft)
     assert acme.request.customer_po_number == "AC-" + order["name"]
     assert other.request.customer_po_number == "SRC-" + order["name"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "12.50",
+        "0",
+        "007.5",
+        "999999999999",
+        "1.123456",
+        "1.1234567",
+        "-1.00",
+        " 1.00",
+        "1e3",
+        "1_000",
+        "1,000.00",
+        "",
+        ".5",
+        "5.",
+        "1234567890123",
+        "NaN",
+        "١٢",
+        12,
+        Decimal("1.5"),
+        None,
+    ],
+)
+def test_the_plain_amount_shortcut_reads_what_the_long_way_reads(raw: object) -> None:
+    """`plain_amount` answers only where `parse_amount` would give the same Decimal."""
+    shortcut = plain_amount({"price_set": {"shop_money": {"amount": raw}}}, "price")
+    try:
+        expected: Decimal | None = parse_amount(raw)
+    except ValueError:
+        expected = None
+    assert shortcut is None or (shortcut == expected and str(shortcut) == str(expected))
+    if isinstance(raw, str) and raw in ("12.50", "0", "007.5", "1.123456"):
+        assert shortcut is not None
