@@ -9,10 +9,11 @@ later commit many of them at once (group commit) without any rule changing.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 from bridge.store.clock import Now
 from bridge.store.queries import QUERIES, expand
@@ -107,6 +108,25 @@ class Rerunnable(Generator[Request, Any, T]):
     def again(self) -> Rerunnable[T]:
         """The same rule, not yet started."""
         return Rerunnable(self._make)
+
+
+@dataclass
+class PendingWrite(Generic[T]):
+    """A write rule waiting for its group's commit, and the caller's future."""
+
+    rule: Rule[T]
+    future: asyncio.Future[T]
+    result: T | None = None
+    error: BaseException | None = None
+    again: bool = False  # lost a race in its group: run alone once the group has committed
+
+    def settle(self) -> None:
+        if self.future.done():  # the caller was cancelled; the write stands or fell anyway
+            return
+        if self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            self.future.set_result(self.result)  # type: ignore[arg-type]
 
 
 class Steps:

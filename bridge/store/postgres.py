@@ -19,8 +19,7 @@ import contextlib
 import re
 import select
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -36,6 +35,7 @@ from bridge.store.connector import (
     Clock,
     Connector,
     LockSchema,
+    PendingWrite,
     Query,
     Request,
     Rerunnable,
@@ -122,25 +122,6 @@ async def _check(conn: Connection) -> None:
         await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
 
-@dataclass
-class _Write(Generic[T]):
-    """A write rule waiting for its group's commit, and the caller's future."""
-
-    rule: Rule[T]
-    future: asyncio.Future[T]
-    result: T | None = None
-    error: BaseException | None = None
-    again: bool = False  # lost a race in its group: run alone once the group has committed
-
-    def settle(self) -> None:
-        if self.future.done():  # the caller was cancelled; the write stands or fell anyway
-            return
-        if self.error is not None:
-            self.future.set_exception(self.error)
-        else:
-            self.future.set_result(self.result)  # type: ignore[arg-type]
-
-
 class PostgresConnector(Connector):
     """Runs rules on pooled connections; writes in groups that share one transaction."""
 
@@ -164,7 +145,7 @@ class PostgresConnector(Connector):
         self._lock_pool: Pool | None = None
         self._groups = groups  # groups committing at once, each on its own connection
         self._group_size = group_size  # rules per transaction: bounds how long locks are held
-        self._waiting: list[_Write[Any]] = []
+        self._waiting: list[PendingWrite[Any]] = []
         self._committers: set[asyncio.Task[None]] = set()
         # Committers still taking groups; a finished task leaves the set only a hop later.
         self._committing = 0
@@ -288,7 +269,7 @@ class PostgresConnector(Connector):
 
     async def write(self, rule: Rule[T]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Write(rule, future))
+        self._waiting.append(PendingWrite(rule, future))
         if self._committing < self._groups:
             self._committing += 1
             committer = asyncio.create_task(self._commit_groups())
@@ -318,7 +299,7 @@ class PostgresConnector(Connector):
                 self._waiting.clear()
                 raise
 
-    async def _commit_group(self, group: list[_Write[Any]]) -> None:
+    async def _commit_group(self, group: list[PendingWrite[Any]]) -> None:
         try:
             async with self._connection() as conn:
                 await self._run_group(conn, group)
@@ -333,7 +314,7 @@ class PostgresConnector(Connector):
                 await self._write_alone(write)
                 write.settle()
 
-    async def _run_group(self, conn: Connection, group: list[_Write[Any]]) -> None:
+    async def _run_group(self, conn: Connection, group: list[PendingWrite[Any]]) -> None:
         """One transaction, a savepoint per rule; raises what fails the whole group."""
         control = _FIRST
         for write in group:
@@ -360,7 +341,7 @@ class PostgresConnector(Connector):
                 write.again = isinstance(write.rule, Rerunnable)
                 write.result, write.error = None, None if write.again else self._error(exc)
 
-    async def _write_alone(self, write: _Write[Any]) -> None:
+    async def _write_alone(self, write: PendingWrite[Any]) -> None:
         """Run a rule that lost a race in its group again, in a transaction of its own."""
         assert isinstance(write.rule, Rerunnable)
         for attempt in range(_ALONE_TRIES):

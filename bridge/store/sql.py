@@ -211,22 +211,16 @@ class SQLStore(Store):
     def record_claimed(
         self, delivery: NewDelivery, owner: str, lease: float
     ) -> Rule[tuple[Event, bool]]:
-        event, created = yield from self._record(delivery)
-        if not created:
-            return event, False
-        claimed = yield from self._claim(event.id, owner, lease)
-        return claimed or event, True
+        event, created, claimed = yield from self._record_and_claim(delivery, owner, lease)
+        return claimed or event, created
 
     @writes
     def record_with_order(
         self, delivery: NewDelivery, owner: str, lease: float, order: OrderIntent
     ) -> Rule[tuple[Event, bool, OrderClaim | None]]:
-        event, created = yield from self._record(delivery)
-        if not created:
-            return event, False, None
-        claimed = yield from self._claim(event.id, owner, lease)
+        event, created, claimed = yield from self._record_and_claim(delivery, owner, lease)
         if claimed is None:
-            return event, True, None
+            return event, created, None
         taken = yield from self._claim_order(
             order.key,
             claimed.id,
@@ -238,6 +232,16 @@ class SQLStore(Store):
         )
         row = yield from one("event", event_id=claimed.id)  # as claim_order bound it
         return (_event(row) if row else claimed), True, taken
+
+    def _record_and_claim(
+        self, delivery: NewDelivery, owner: str, lease: float
+    ) -> Rule[tuple[Event, bool, Event | None]]:
+        """Record a delivery and, if it is new, claim it: (event, created, the claimed event)."""
+        event, created = yield from self._record(delivery)
+        if not created:
+            return event, False, None
+        claimed = yield from self._claim(event.id, owner, lease)
+        return event, True, claimed
 
     def _record(self, delivery: NewDelivery) -> Rule[tuple[Event, bool]]:
         now = yield from clock()

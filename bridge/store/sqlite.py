@@ -20,9 +20,8 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from bridge.errors import StoreError, StoreUnopenable
 from bridge.store.clock import HostClock
@@ -30,6 +29,7 @@ from bridge.store.connector import (
     Clock,
     Connector,
     LockSchema,
+    PendingWrite,
     Query,
     Request,
     Rule,
@@ -62,24 +62,6 @@ def _statements(script: str) -> Iterator[str]:
             statement = ""
 
 
-@dataclass
-class _Write(Generic[T]):
-    """A write rule waiting for its group's commit, and the caller's future."""
-
-    rule: Rule[T]
-    future: asyncio.Future[T]
-    result: T | None = None
-    error: BaseException | None = None
-
-    def settle(self) -> None:
-        if self.future.done():  # the caller was cancelled; the write stands or fell anyway
-            return
-        if self.error is not None:
-            self.future.set_exception(self.error)
-        else:
-            self.future.set_result(self.result)  # type: ignore[arg-type]
-
-
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
 
@@ -106,7 +88,7 @@ class SQLiteConnector(Connector):
         self._db: sqlite3.Connection | None = None
         self._lookups: sqlite3.Connection | None = None  # the loop's reads
         self._reads: sqlite3.Connection | None = None  # the read thread's
-        self._waiting: list[_Write[Any]] = []
+        self._waiting: list[PendingWrite[Any]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._using = asyncio.Lock()  # one user of the write connection at a time
 
@@ -198,7 +180,7 @@ class SQLiteConnector(Connector):
     async def write(self, rule: Rule[T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._waiting.append(_Write(rule, future))
+        self._waiting.append(PendingWrite(rule, future))
         if self._flushing is None:
             self._flushing = loop.create_task(self._flush(), name="bridge-sqlite-commit")
         return await future
@@ -214,7 +196,7 @@ class SQLiteConnector(Connector):
         finally:
             self._flushing = None
 
-    async def _commit(self, group: list[_Write[Any]]) -> None:
+    async def _commit(self, group: list[PendingWrite[Any]]) -> None:
         try:
             db = self._connect()
             began = self._begin_here(db)
@@ -251,7 +233,7 @@ class SQLiteConnector(Connector):
         return True
 
     def _group_on_thread(
-        self, db: sqlite3.Connection, group: list[_Write[Any]]
+        self, db: sqlite3.Connection, group: list[PendingWrite[Any]]
     ) -> StoreError | None:
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -260,7 +242,7 @@ class SQLiteConnector(Connector):
         self._run_rules(db, group)
         return self._end(db)
 
-    def _run_rules(self, db: sqlite3.Connection, group: list[_Write[Any]]) -> None:
+    def _run_rules(self, db: sqlite3.Connection, group: list[PendingWrite[Any]]) -> None:
         for write in group:
             try:
                 db.execute("SAVEPOINT rule")
@@ -285,7 +267,7 @@ class SQLiteConnector(Connector):
         return None
 
     @staticmethod
-    def _settle(group: list[_Write[Any]], failure: StoreError | None) -> None:
+    def _settle(group: list[PendingWrite[Any]], failure: StoreError | None) -> None:
         for write in group:
             if failure is not None:
                 write.error, write.result = failure, None
