@@ -66,7 +66,9 @@ def refusals_while_draining(bridge: Process) -> tuple[int, int]:
         try:
             httpx.get(bridge.url + "/healthz", timeout=1)
             accepted_after += refused > 0
-        except httpx.ConnectError:
+        except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
+            # A connection still in the listen backlog when the socket closes is reset, not
+            # served: as much a refusal as a closed port.
             refused += bridge.proc.poll() is None
         time.sleep(0.02)
     return refused, accepted_after
