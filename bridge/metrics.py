@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -147,12 +148,29 @@ class Metrics:
         self.store_ttl = STORE_TTL
         self._read_at: float | None = None  # monotonic time of the last reading
         self._reading = asyncio.Lock()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, kept: `labels()` checks and locks on every call, and these
+        are counted once or more per delivery. Every label set here is bounded already."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def answered(self, source: str, status: int, said: str, seconds: float | None = None) -> None:
+        """A webhook answer: its HTTP status, what it said, and (for a source) how long it took."""
+        self._child(self.deliveries, source, str(status)).inc()
+        self._child(self.answers, source, said).inc()
+        if seconds is not None:
+            self._child(self.answer_seconds, source).observe(seconds)
 
     def luminous_answered(self, endpoint: str, status: str, seconds: float) -> None:
-        self.luminous_seconds.labels(endpoint, status).observe(seconds)
+        self._child(self.luminous_seconds, endpoint, status).observe(seconds)
 
     def cache_lookup(self, kind: str, hit: bool) -> None:
-        self.cache_lookups.labels(kind, "hit" if hit else "miss").inc()
+        self._child(self.cache_lookups, kind, "hit" if hit else "miss").inc()
 
     async def read_store(self, store: Store) -> None:
         """Refresh the store's gauges if the last reading is older than `store_ttl`."""

@@ -13,6 +13,7 @@ class BridgeJSON(JSONResponse):
     """A JSON response whose Decimals are exact numbers and whose 64-bit IDs stay ints."""
 
     def render(self, content: Any) -> bytes:
+        self.content = content  # kept: what an answer said is read from it, not parsed back
         return dumps(content)
 
 

@@ -8,6 +8,7 @@ names are lower-case here.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -55,7 +56,7 @@ class Scheme:
     delivery_header: str | None = None
     example_shop: str | None = None  # what `bridge send` names when no shop is configured
 
-    @property
+    @functools.cached_property
     def secret_headers(self) -> frozenset[str]:
         """Headers never stored or logged."""
         names = {"authorization", "cookie", "webhook-signature", "svix-signature"}

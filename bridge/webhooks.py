@@ -29,7 +29,7 @@ from bridge.shops import check_accepted, settle_shop, verify_sender
 from bridge.status import StatusLinks
 from bridge.store.base import CREATED, DEAD, RECEIVED, REJECTED, Event, NewDelivery, Store
 from bridge.verify import SCHEMES
-from bridge.wire import MalformedJSON, dumps, loads, parse_body
+from bridge.wire import MalformedJSON, dumps, parse_body
 from bridge.worker import Worker
 
 log = logging.getLogger("bridge.webhooks")
@@ -161,8 +161,7 @@ class WebhookEndpoint:
         if source is None:
             shown = name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "…"
             # One label for every unknown name: a stranger's paths must not grow the series.
-            metrics.deliveries.labels(UNKNOWN_SOURCE, "404").inc()
-            metrics.answers.labels(UNKNOWN_SOURCE, "unknown_source").inc()
+            metrics.answered(UNKNOWN_SOURCE, 404, "unknown_source")
             return _refusal(
                 error(404, "unknown_source", f"no source named {shown!r} is configured")
             )
@@ -177,9 +176,8 @@ class WebhookEndpoint:
             log.error("source=%s store unavailable: %s", name, exc)
             response = error(503, "unavailable", "the bridge cannot record deliveries right now")
             response.headers["Retry-After"] = "30"
-        metrics.deliveries.labels(name, str(response.status_code)).inc()
-        metrics.answers.labels(name, _answered(response)).inc()
-        metrics.answer_seconds.labels(name).observe(time.monotonic() - started)
+        said = _answered(response)
+        metrics.answered(name, response.status_code, said, time.monotonic() - started)
         return response
 
     async def _receive(self, request: Request, source: Source) -> Response:
@@ -251,10 +249,7 @@ class WebhookEndpoint:
 
 def _answered(response: Response) -> str:
     """What an answer said, for the `bridge_answers` metric: its status, or its error code."""
-    try:
-        body = loads(bytes(response.body))
-    except MalformedJSON:
-        return "unreadable"
+    body = getattr(response, "content", None)
     if not isinstance(body, dict):
         return "unreadable"
     if body.get("duplicate"):
