@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from decimal import Decimal
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import orjson
+
 from bridge.errors import StoreError
 from bridge.store import schema
 from bridge.store.base import (
@@ -99,9 +101,10 @@ def looks_up(
     return _running(method, lambda connector, rule: connector.look(rule))
 
 
-def _event(row: Row) -> Event:
+def _event(row: Row, headers: dict[str, str] | None = None) -> Event:
+    """The event a row holds; `headers` when the caller has them already (just written)."""
     fields = {name: row[name] for name in _EVENT_FIELDS}
-    fields["headers"] = json.loads(row["headers"])
+    fields["headers"] = orjson.loads(row["headers"]) if headers is None else headers
     for name in ("details", "extra_invoice_ids"):
         fields[name] = json.loads(row[name]) if row[name] else []
     return Event(**fields)
@@ -255,13 +258,13 @@ class SQLStore(Store):
             order_name=delivery.order_name,
             search_keys=merged(None, (delivery.order_id, delivery.order_name)),
             now=now.wall,
-            headers=json.dumps(delivery.headers),
+            headers=orjson.dumps(delivery.headers).decode(),
             body=delivery.body,
         )
         if row is not None:
             if delivery.announce:
                 yield from wake()
-            return _event(row), True
+            return _event(row, delivery.headers), True
         # A concurrent insert of the same key waited for the other to commit, then yielded.
         row = yield from one("event_by_key", **key)
         if row is None:
