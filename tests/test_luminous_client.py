@@ -166,6 +166,7 @@ async def test_requests_are_the_ones_httpx_s_client_would_build() -> None:
         await client.create_invoice(invoice_request())  # its URL as kept by path
         await client.get_invoice(7)
         await client.find_invoices_by_custom_field("Order Ref", "shop/1 #2")
+        await client._request("POST", "/invoices/7/void", "a bodyless POST")
         http = client._http
         expected = [
             http.build_request(
@@ -188,6 +189,7 @@ async def test_requests_are_the_ones_httpx_s_client_would_build() -> None:
                     query=b"custom_fields.Order%20Ref%5Beq%5D=shop%2F1%20%232&per_page=100&page=1",
                 ),
             ),
+            http.build_request("POST", "/invoices/7/void"),
         ]
     assert len(seen) == len(expected)
     for sent, built in zip(seen, expected, strict=True):
