@@ -151,6 +151,70 @@ async def test_create_invoice_sends_exact_json_with_headers(base_url: str) -> No
 
 
 @pytest.mark.anyio
+async def test_requests_are_the_ones_httpx_s_client_would_build() -> None:
+    # Built from what was merged once, each request is byte for byte httpx's own.
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.query:
+            return json_response(200, {"data": [{"id": 1}], "meta": {"last_page": 1}})
+        return json_response(200, {"data": {"id": 1}})
+
+    async with make_client(handler) as client:
+        await client.create_invoice(invoice_request())
+        await client.create_invoice(invoice_request())  # its URL as kept by path
+        await client.get_invoice(7)
+        await client.find_invoices_by_custom_field("Order Ref", "shop/1 #2")
+        await client._request("POST", "/invoices/7/void", "a bodyless POST")
+        http = client._http
+        expected = [
+            http.build_request(
+                "POST",
+                "/invoices",
+                content=wire.dumps(invoice_request().to_wire()),
+                headers={"Content-Type": "application/json"},
+            ),
+            http.build_request(
+                "POST",
+                "/invoices",
+                content=wire.dumps(invoice_request().to_wire()),
+                headers={"Content-Type": "application/json"},
+            ),
+            http.build_request("GET", "/invoices/7"),
+            http.build_request(
+                "GET",
+                httpx.URL(
+                    "/invoices",
+                    query=b"custom_fields.Order%20Ref%5Beq%5D=shop%2F1%20%232&per_page=100&page=1",
+                ),
+            ),
+            http.build_request("POST", "/invoices/7/void"),
+        ]
+    assert len(seen) == len(expected)
+    for sent, built in zip(seen, expected, strict=True):
+        assert (sent.method, str(sent.url)) == (built.method, str(built.url))
+        assert sent.content == built.content
+        assert sent.headers.raw == built.headers.raw
+        assert sent.extensions == built.extensions
+
+
+@pytest.mark.anyio
+async def test_a_cookie_luminous_sets_is_sent_back() -> None:
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return json_response(200, {"data": {"id": 1}}, {"Set-Cookie": "lb=node-2; Path=/"})
+
+    async with make_client(handler) as client:
+        await client.get_invoice(1)
+        await client.get_invoice(2)
+    assert "Cookie" not in seen[0].headers
+    assert seen[1].headers["Cookie"] == "lb=node-2"
+
+
+@pytest.mark.anyio
 async def test_answers_are_parsed_leniently() -> None:
     body = b'{"data": {"id": "123", "total": 45.10, "payment_status": "unpaid", "customer": {}}}'
     async with make_client(answering(200, body)) as client:

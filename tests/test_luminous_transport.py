@@ -235,3 +235,25 @@ def test_a_proxy_in_the_environment_keeps_httpx_s_own_transport(
         LuminousClient("http://127.0.0.1:9/external/api/v1", TOKEN)._http._transport,
         AiohttpTransport,
     )
+
+
+@pytest.mark.anyio
+async def test_behind_a_proxy_httpx_s_own_client_sends_through_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer())
+        await writer.drain()
+
+    async with serving(proxy) as (proxy_url, seen):
+        for scheme in ("NO", "ALL", "HTTPS"):
+            monkeypatch.delenv(f"{scheme}_PROXY", raising=False)
+            monkeypatch.delenv(f"{scheme.lower()}_proxy", raising=False)
+        monkeypatch.delenv("http_proxy", raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy_url.removesuffix("/external/api/v1"))
+        async with client("http://luminous.invalid/external/api/v1") as luminous:
+            assert not isinstance(luminous._http._transport, AiohttpTransport)
+            invoice = await luminous.create_invoice(invoice_request())
+    assert invoice.id == 2**63 - 1
+    assert seen[0].startswith(b"POST http://luminous.invalid/external/api/v1/invoices HTTP/1.1")

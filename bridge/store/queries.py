@@ -8,6 +8,7 @@ from importlib import resources
 
 _INCLUDE = re.compile(r"\{(\w+)\}")
 _PARAM = "%({})s"
+_LISTS = (tuple, frozenset, set)  # parameters spelled out as lists
 
 
 def parse(text: str) -> dict[str, str]:
@@ -34,9 +35,11 @@ def expand(sql: str, params: Mapping[str, object]) -> tuple[str, dict[str, objec
 
     An empty one is an empty subquery, since `IN ()` is not SQL.
     """
+    if not any([isinstance(value, _LISTS) for value in params.values()]):
+        return sql, dict(params)  # nearly every query: nothing to spell out
     flat: dict[str, object] = {}
     for name, value in params.items():
-        if not isinstance(value, tuple | frozenset | set):
+        if not isinstance(value, _LISTS):
             flat[name] = value
             continue
         names = [f"{name}_{n}" for n in range(len(value))]

@@ -39,7 +39,8 @@ SET status = 'processing', generation = generation + 1, lease_owner = %(owner)s,
 lease_owner = NULL, lease_until = NULL, lease_boot = NULL, updated_at = %(now)s WHERE {holds}
 
 -- name: holding
-SELECT 1 AS held FROM events WHERE {holds} AND NOT {lease_lapsed}
+-- The claim holds, its lease too.
+SELECT search_keys FROM events WHERE {holds} AND NOT {lease_lapsed}
 
 -- name: record
 INSERT INTO events (source, delivery_key, shop, topic, order_id, order_name, search_keys,
@@ -132,6 +133,7 @@ UPDATE events SET order_id = %(order_id)s, order_name = %(order_name)s,
 WHERE {holds}
 
 -- name: lock_lease
+-- The row locked, with the keys a writer merges into (as lock_event).
 {holding} FOR UPDATE
 
 -- name: take_order

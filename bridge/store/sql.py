@@ -133,8 +133,12 @@ def _append(
     outcome: str,
     detail: str | None = None,
     delay: float | None = None,
+    *,
+    locked: bool = False,
 ) -> Rule[None]:
-    yield from one("lock_event", event_id=event_id)
+    """Add a line to the event's history; `locked` when the rule already holds its row lock."""
+    if not locked:
+        yield from one("lock_event", event_id=event_id)
     yield from changed(
         "append", event_id=event_id, now=now.wall, outcome=outcome, detail=detail, delay=delay
     )
@@ -397,7 +401,7 @@ class SQLStore(Store):
             now=now.wall,
         )
         if done:
-            yield from _append(event_id, now, status, reason)
+            yield from _append(event_id, now, status, reason, locked=True)
         return done == 1
 
     @writes
@@ -521,12 +525,14 @@ class SQLStore(Store):
         held: bool = False,
     ) -> Rule[tuple[Event | None, int]]:
         now = yield from clock()
-        if held:
+        if held:  # the lease check locks the row and reads its keys, as lock_event would
             holding = _times(now)
             row = yield from one("lock_lease", event_id=event_id, generation=generation, **holding)
             if row is None:
                 return None, event_id
-        search_keys = yield from _with_keys(event_id, (invoice_id,))
+            search_keys = merged(row["search_keys"], (invoice_id,))
+        else:
+            search_keys = yield from _with_keys(event_id, (invoice_id,))
         row = yield from one(
             "record_invoice",
             **_order(key),
@@ -551,7 +557,7 @@ class SQLStore(Store):
         if settled is None:
             return None, original
         outcome = CREATED if original == event_id else "duplicate"
-        yield from _append(event_id, now, outcome, f"invoice {final_invoice}")
+        yield from _append(event_id, now, outcome, f"invoice {final_invoice}", locked=True)
         return _event(settled), original
 
     @writes
@@ -699,7 +705,7 @@ class SQLStore(Store):
             )
         updated = yield from one("replay", event_id=event_id, now=now.wall)
         assert updated is not None  # locked above
-        yield from _append(event_id, now, "replayed", f"was {row['status']}")
+        yield from _append(event_id, now, "replayed", f"was {row['status']}", locked=True)
         yield from wake()
         return _event(updated)
 
@@ -723,7 +729,11 @@ class SQLStore(Store):
         )
         assert updated is not None  # locked above
         yield from _append(
-            event_id, now, "dismissed", f"{reason} (was {row['status']}: {row['reason']})"
+            event_id,
+            now,
+            "dismissed",
+            f"{reason} (was {row['status']}: {row['reason']})",
+            locked=True,
         )
         return _event(updated)
 
