@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -21,7 +21,25 @@ log = logging.getLogger("bridge.metrics")
 
 STORE_TTL = 10.0  # seconds a reading of the store's counts is shown before it is read again
 STORE_TIMEOUT = 2.0  # a scrape waits no longer than this for the store
+S = TypeVar("S", Counter, Histogram)
+
 UNKNOWN_SOURCE = "(unknown)"  # the label of deliveries to no configured source: bounded
+
+
+class Kept(Generic[S]):
+    """A labelled series whose children are kept. prometheus_client's `labels()` checks the
+    values and takes a lock on every call, and these series are counted once or more per
+    delivery; every label set the bridge gives them is bounded already."""
+
+    def __init__(self, series: S) -> None:
+        self.series: S = series
+        self._children: dict[tuple[str, ...], S] = {}
+
+    def labels(self, *values: str) -> S:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.series.labels(*values)
+        return child
 
 
 class Metrics:
@@ -30,63 +48,81 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
-        self.deliveries = Counter(
-            "bridge_deliveries",
-            "Webhook deliveries answered, by source and HTTP status",
-            ["source", "status"],
-            registry=registry,
+        self.deliveries = Kept(
+            Counter(
+                "bridge_deliveries",
+                "Webhook deliveries answered, by source and HTTP status",
+                ["source", "status"],
+                registry=registry,
+            )
         )
-        self.answers = Counter(
-            "bridge_answers",
-            "Webhook deliveries answered, by source and what the answer said "
-            "(created, duplicate, received, skipped, dead, …, or the error code)",
-            ["source", "answer"],
-            registry=registry,
+        self.answers = Kept(
+            Counter(
+                "bridge_answers",
+                "Webhook deliveries answered, by source and what the answer said "
+                "(created, duplicate, received, skipped, dead, …, or the error code)",
+                ["source", "answer"],
+                registry=registry,
+            )
         )
-        self.duplicates = Counter(
-            "bridge_duplicates",
-            "Duplicates: a delivery seen before (kind=delivery), or a new delivery of an "
-            "order that already has its invoice (kind=order)",
-            ["source", "kind"],
-            registry=registry,
+        self.duplicates = Kept(
+            Counter(
+                "bridge_duplicates",
+                "Duplicates: a delivery seen before (kind=delivery), or a new delivery of an "
+                "order that already has its invoice (kind=order)",
+                ["source", "kind"],
+                registry=registry,
+            )
         )
-        self.invoices = Counter(
-            "bridge_invoices_created",
-            "Invoices created in Luminous (or found there after a send of unknown outcome)",
-            ["source"],
-            registry=registry,
+        self.invoices = Kept(
+            Counter(
+                "bridge_invoices_created",
+                "Invoices created in Luminous (or found there after a send of unknown outcome)",
+                ["source"],
+                registry=registry,
+            )
         )
-        self.outcomes = Counter(
-            "bridge_event_outcomes",
-            "Events finished, deferred or settled by hand, by source and outcome",
-            ["source", "outcome"],
-            registry=registry,
+        self.outcomes = Kept(
+            Counter(
+                "bridge_event_outcomes",
+                "Events finished, deferred or settled by hand, by source and outcome",
+                ["source", "outcome"],
+                registry=registry,
+            )
         )
-        self.luminous_failures = Counter(
-            "bridge_luminous_failures",
-            "Failed Luminous calls, by kind (retryable, unknown_outcome, permanent, auth)",
-            ["kind"],
-            registry=registry,
+        self.luminous_failures = Kept(
+            Counter(
+                "bridge_luminous_failures",
+                "Failed Luminous calls, by kind (retryable, unknown_outcome, permanent, auth)",
+                ["kind"],
+                registry=registry,
+            )
         )
-        self.luminous_seconds = Histogram(
-            "bridge_luminous_request_seconds",
-            "Luminous requests, by endpoint and HTTP status (or why there was none)",
-            ["endpoint", "status"],
-            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
-            registry=registry,
+        self.luminous_seconds = Kept(
+            Histogram(
+                "bridge_luminous_request_seconds",
+                "Luminous requests, by endpoint and HTTP status (or why there was none)",
+                ["endpoint", "status"],
+                buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+                registry=registry,
+            )
         )
-        self.cache_lookups = Counter(
-            "bridge_resolution_cache_lookups",
-            "Company and product lookups, by whether the resolver's cache answered them",
-            ["kind", "result"],
-            registry=registry,
+        self.cache_lookups = Kept(
+            Counter(
+                "bridge_resolution_cache_lookups",
+                "Company and product lookups, by whether the resolver's cache answered them",
+                ["kind", "result"],
+                registry=registry,
+            )
         )
-        self.answer_seconds = Histogram(
-            "bridge_answer_seconds",
-            "Time from receiving a delivery to answering it",
-            ["source"],
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 10),
-            registry=registry,
+        self.answer_seconds = Kept(
+            Histogram(
+                "bridge_answer_seconds",
+                "Time from receiving a delivery to answering it",
+                ["source"],
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 10),
+                registry=registry,
+            )
         )
         self.events = Gauge(
             "bridge_events", "Recorded events by status", ["status"], registry=registry
@@ -111,17 +147,21 @@ class Metrics:
             "When the store's counts shown were read (Unix time)",
             registry=registry,
         )
-        self.possible_duplicates = Counter(
-            "bridge_possible_duplicate_invoices",
-            "Sends that finished after their claim was lost, so may have doubled an invoice",
-            ["source"],
-            registry=registry,
+        self.possible_duplicates = Kept(
+            Counter(
+                "bridge_possible_duplicate_invoices",
+                "Sends that finished after their claim was lost, so may have doubled an invoice",
+                ["source"],
+                registry=registry,
+            )
         )
-        self.doubled = Counter(
-            "bridge_doubled_orders",
-            "Orders for which Luminous was found holding more than one invoice",
-            ["source"],
-            registry=registry,
+        self.doubled = Kept(
+            Counter(
+                "bridge_doubled_orders",
+                "Orders for which Luminous was found holding more than one invoice",
+                ["source"],
+                registry=registry,
+            )
         )
         self.paused = Gauge(
             "bridge_paused", "1 while Luminous refuses the API token", registry=registry
@@ -148,29 +188,19 @@ class Metrics:
         self.store_ttl = STORE_TTL
         self._read_at: float | None = None  # monotonic time of the last reading
         self._reading = asyncio.Lock()
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        """`metric.labels(*labels)`, kept: `labels()` checks and locks on every call, and these
-        are counted once or more per delivery. Every label set here is bounded already."""
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
 
     def answered(self, source: str, status: int, said: str, seconds: float | None = None) -> None:
         """A webhook answer: its HTTP status, what it said, and (for a source) how long it took."""
-        self._child(self.deliveries, source, str(status)).inc()
-        self._child(self.answers, source, said).inc()
+        self.deliveries.labels(source, str(status)).inc()
+        self.answers.labels(source, said).inc()
         if seconds is not None:
-            self._child(self.answer_seconds, source).observe(seconds)
+            self.answer_seconds.labels(source).observe(seconds)
 
     def luminous_answered(self, endpoint: str, status: str, seconds: float) -> None:
-        self._child(self.luminous_seconds, endpoint, status).observe(seconds)
+        self.luminous_seconds.labels(endpoint, status).observe(seconds)
 
     def cache_lookup(self, kind: str, hit: bool) -> None:
-        self._child(self.cache_lookups, kind, "hit" if hit else "miss").inc()
+        self.cache_lookups.labels(kind, "hit" if hit else "miss").inc()
 
     async def read_store(self, store: Store) -> None:
         """Refresh the store's gauges if the last reading is older than `store_ttl`."""

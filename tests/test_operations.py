@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
@@ -21,6 +22,7 @@ from bridge.app import create_app
 from bridge.config import load_settings
 from bridge.errors import StoreError
 from bridge.logs import JSONLines
+from bridge.metrics import Metrics
 from bridge.sandbox import SandboxSettings, create_sandbox_app
 from bridge.verify import SCHEMES
 from tests.orders import body, seed, shopify_order
@@ -359,3 +361,30 @@ async def test_each_transition_is_one_json_line_without_payload_or_secret(
         if line.get("event_id") == dead["event_id"] and line["status"] == "dead"
     ]
     assert failed["order"] == "#7101" and "EUR" in failed["reason"]
+
+
+def test_kept_series_count_every_label_set_apart_and_show_in_the_exposition() -> None:
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.answered("shopify", 201, "created", 0.2)
+    metrics.answered("shopify", 400, "malformed_json", 0.01)
+    metrics.answered("(unknown)", 404, "unknown_source")
+    assert metrics.answers.labels("shopify", "created") is metrics.answers.labels(
+        "shopify", "created"
+    )
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        for sample in family.samples
+    }
+    assert samples[("bridge_deliveries_total", (("source", "shopify"), ("status", "201")))] == 3
+    assert (
+        samples[("bridge_answers_total", (("answer", "malformed_json"), ("source", "shopify")))]
+        == 1
+    )
+    assert (
+        samples[("bridge_answers_total", (("answer", "unknown_source"), ("source", "(unknown)")))]
+        == 1
+    )
+    assert samples[("bridge_answer_seconds_count", (("source", "shopify"),))] == 4
+    assert ("bridge_answer_seconds_count", (("source", "(unknown)"),)) not in samples
