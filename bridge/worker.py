@@ -213,6 +213,8 @@ class Worker:
         when it has it. Only a shared store is polled too, and rarely: another replica may
         be the one working on it.
         """
+        if known is not None and (known.finished or timeout <= 0):
+            return known  # nothing to wait for (`respond_within = 0` answers at once)
         deadline = time.monotonic() + timeout
         poll = WAIT_POLL if self.store.shared else None
         woken: asyncio.Future[Event | None] | None = None
