@@ -129,24 +129,24 @@ def _strict_loads(data: bytes | str) -> Any:
     return value
 
 
-# Digits, signs and points become "0", the "E" of an exponent stays, as does a colon, anything
-# else becomes a space. One C pass over the parse written back out then shows an integer too
-# long for the strict parser's liking (msgspec keeps big integers exact), and a Decimal with
-# an exponent: a Decimal's text has one ("1E+999") only when the JSON number did, or when it
-# is very small ("1E-7"). A string that looks the same only takes the slower way.
+def _decimal(text: str) -> Decimal:
+    """msgspec's float hook: a number without an exponent, of at most the allowed length,
+    is within every bound as written; anything else is checked in full."""
+    if len(text) <= MAX_NUMBER_CHARS and "e" not in text and "E" not in text:
+        return Decimal(text)
+    return _parse_decimal(text)
+
+
+# Digits and signs become "0", a colon stays, anything else becomes a space. One C pass over
+# the parse written back out then shows an integer too long for the strict parser's liking
+# (msgspec keeps big integers exact; fractions and exponents are checked by `_decimal`). A
+# string that looks the same only takes the slower way.
 _NUMBER_SHAPE = bytes(
-    ord("0")
-    if chr(i) in "0123456789.+-"
-    else ord("E")
-    if chr(i) == "E"
-    else ord(":")
-    if chr(i) == ":"
-    else ord(" ")
+    ord("0") if chr(i) in "0123456789-" else ord(":") if chr(i) == ":" else ord(" ")
     for i in range(256)
 )
 _TOO_LONG = b"0" * (MAX_NUMBER_CHARS + 1)
-_FAST = msgspec.json.Decoder(float_hook=Decimal)
-_CHECKED = msgspec.json.Decoder(float_hook=_parse_decimal)
+_DECODER = msgspec.json.Decoder(float_hook=_decimal)
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -161,17 +161,12 @@ def _fast_loads(data: bytes) -> Any:
     if b"\\" in data and (b"\\u003a" in data or b"\\u003A" in data):
         return _SLOW
     try:
-        value = _FAST.decode(data)
-    except (msgspec.MsgspecError, RecursionError, ArithmeticError):  # Decimal("1e99999999999")
+        value = _DECODER.decode(data)
+    except (msgspec.MsgspecError, RecursionError):  # a hook's MalformedJSON arrives wrapped
         return _SLOW
     shape = _ENCODER.encode(value).translate(_NUMBER_SHAPE)
     if shape.count(b":") != data.count(b":") or _TOO_LONG in shape:
         return _SLOW
-    if b"0E0" in shape:  # an exponent: parse again, checking each number's range
-        try:
-            return _CHECKED.decode(data)
-        except (msgspec.MsgspecError, RecursionError, MalformedJSON):
-            return _SLOW
     return value
 
 
@@ -216,6 +211,12 @@ def format_decimal(value: Decimal) -> str:
 
 
 def _default(value: Any) -> Any:
+    if type(value) is Decimal:
+        text = str(value)
+        # Without an exponent and not negative (so neither -0 nor NaN), str is already plain.
+        if "E" not in text and "0" <= text[0] <= "9":
+            return orjson.Fragment(text)
+        return orjson.Fragment(format_decimal(value))
     if isinstance(value, Decimal):
         return orjson.Fragment(format_decimal(value))
     if hasattr(value, "model_dump"):

@@ -35,6 +35,11 @@ def test_golden_bodies_parse_as_the_standard_library_parses_them(path: Path) -> 
     assert same(wire.loads(data), oracle(data))
 
 
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda path: path.parent.name)
+def test_well_formed_bodies_take_the_one_c_parse(path: Path) -> None:
+    assert wire._fast_loads(path.read_bytes()) is not wire._SLOW
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -83,3 +88,14 @@ async def test_a_large_body_is_parsed_off_the_loop_to_the_same_document() -> Non
     data = b'{"n": [' + b"12.50," * 20_000 + b"1]}"
     assert len(data) > wire.OFF_LOOP_BYTES
     assert same((await wire.parse_body(data)).value, oracle(data))
+
+
+def test_decimals_go_out_as_plain_numbers() -> None:
+    amounts = [Decimal(text) for text in ("12.50", "1E+2", "-0.00", "-1.5", "1E-7")]
+    assert wire.dumps(amounts) == b"[12.50,100,0.00,-1.5,0.0000001]"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "sNaN"])
+def test_a_decimal_that_is_no_number_is_not_written(value: str) -> None:
+    with pytest.raises(TypeError):
+        wire.dumps([Decimal(value)])
