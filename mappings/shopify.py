@@ -53,8 +53,10 @@ _ADDRESS_FIELDS = {
     "zip": "zip",
     "country": "country_code",
 }
-# Where an order may state the duties it charged, most specific first.
-_ORDER_DUTIES = ("original_total_duties", "total_duties", "current_total_duties")
+# Where an order may state the duties it charged, most specific first, with its `_set` key.
+_ORDER_DUTIES = tuple(
+    (key, f"{key}_set") for key in ("original_total_duties", "total_duties", "current_total_duties")
+)
 
 
 def _is_refund(payload: dict[str, Any]) -> bool:
@@ -373,14 +375,16 @@ class OrderTranslation:
         # the line prices and must not be added again.
         if self.fields.flag(self.order, "duties_included", ""):
             return ZERO
-        for key in _ORDER_DUTIES:
-            if self.order.get(f"{key}_set") is not None:
+        for key, money_set in _ORDER_DUTIES:
+            if self.order.get(money_set) is not None:
                 return self.fields.amount(self.order, key, "")
         lines = self.order.get("line_items")
-        if type(lines) is list and all(
-            type(line) is dict and line.get("duties") in (None, []) for line in lines
-        ):
-            return ZERO  # the usual case: no line lists a duty
+        if type(lines) is list:
+            for line in lines:
+                if type(line) is not dict or line.get("duties") not in (None, []):
+                    break
+            else:
+                return ZERO  # the usual case: no line lists a duty
         total = ZERO
         for where, line in self._line_objects():
             for duty_path, duty in self.fields.objects(line, "duties", where):
@@ -404,14 +408,11 @@ class OrderTranslation:
         raw_customer, raw_billing = order.get("customer"), order.get("billing_address")
         customer: dict[str, Any] = raw_customer if isinstance(raw_customer, dict) else {}
         billing: dict[str, Any] = raw_billing if isinstance(raw_billing, dict) else {}
-        email = next(
-            (
-                value.strip()
-                for value in (order.get("email"), order.get("contact_email"), customer.get("email"))
-                if isinstance(value, str) and value.strip()
-            ),
-            None,
-        )
+        email = None
+        for value in (order.get("email"), order.get("contact_email"), customer.get("email")):
+            if isinstance(value, str) and value.strip():
+                email = value.strip()
+                break
         raw_id = customer.get("id")
         customer_id = str(raw_id) if isinstance(raw_id, int | str) and str(raw_id) else None
         if email is None and customer_id is None:

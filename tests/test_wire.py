@@ -35,6 +35,11 @@ def test_golden_bodies_parse_as_the_standard_library_parses_them(path: Path) -> 
     assert same(wire.loads(data), oracle(data))
 
 
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda path: path.parent.name)
+def test_well_formed_bodies_take_the_one_c_parse(path: Path) -> None:
+    assert wire._fast_loads(path.read_bytes()) is not wire._SLOW
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -70,6 +75,33 @@ def test_what_the_fast_parse_would_keep_is_refused(data: bytes, says: str) -> No
         wire.loads(data)
 
 
+# Bodies over 64 KiB read their floats with the C hook and search for exponents instead.
+LARGE = b"0.10," * 20_000
+
+
+def test_a_large_body_with_exponents_comes_out_exact() -> None:
+    data = b"[" + LARGE + b"1.5E-3, 1e99, 0.0000001, 2.50]"
+    assert len(data) > wire.OFF_LOOP_BYTES
+    assert same(wire.loads(data), oracle(data))
+
+
+@pytest.mark.parametrize(
+    ("tail", "says"),
+    [
+        (b"1e101", "out of range"),
+        (b"1e-99999999999999999999", "out of range"),
+        (b"1." + b"0" * 99, "number too large"),
+        (b"0." + b"0" * 150 + b"1", "number too large"),
+        (b"1" * 101, "number too large"),
+    ],
+)
+def test_a_large_body_refuses_what_a_small_one_does(tail: bytes, says: str) -> None:
+    data = b"[" + LARGE + tail + b"]"
+    assert len(data) > wire.OFF_LOOP_BYTES
+    with pytest.raises(wire.MalformedJSON, match=says):
+        wire.loads(data)
+
+
 @pytest.mark.parametrize("name", sorted(MALFORMED))
 def test_hostile_bodies_are_refused_with_the_reason(name: str) -> None:
     data, why = MALFORMED[name]
@@ -83,3 +115,14 @@ async def test_a_large_body_is_parsed_off_the_loop_to_the_same_document() -> Non
     data = b'{"n": [' + b"12.50," * 20_000 + b"1]}"
     assert len(data) > wire.OFF_LOOP_BYTES
     assert same((await wire.parse_body(data)).value, oracle(data))
+
+
+def test_decimals_go_out_as_plain_numbers() -> None:
+    amounts = [Decimal(text) for text in ("12.50", "1E+2", "-0.00", "-1.5", "1E-7")]
+    assert wire.dumps(amounts) == b"[12.50,100,0.00,-1.5,0.0000001]"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "sNaN"])
+def test_a_decimal_that_is_no_number_is_not_written(value: str) -> None:
+    with pytest.raises(TypeError):
+        wire.dumps([Decimal(value)])
