@@ -417,39 +417,37 @@ async def test_a_body_parsed_at_the_front_door_is_not_parsed_again(
     assert again.body in parses
 
 
+def calls_to(store: SQLiteStore, name: str) -> list[tuple[Any, ...]]:
+    """Spy on `store.<name>`: the arguments of each call, noted before it runs as before."""
+    calls: list[tuple[Any, ...]] = []
+    method = getattr(store, name)
+
+    async def noted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return await method(*args, **kwargs)
+
+    setattr(store, name, noted)
+    return calls
+
+
 async def test_every_waiter_of_one_event_is_woken_with_the_event_as_it_ended(rig: Rig) -> None:
     # A SQLite store has one process: waiters are woken by the worker, not by polling it.
     assert not rig.store.shared
     event = await rig.deliver(body(shopify_order(40)), "waiters")
-    reads = 0
-    get = rig.store.get
-
-    async def counted(event_id: int) -> Event | None:
-        nonlocal reads
-        reads += 1
-        return await get(event_id)
-
-    rig.store.get = counted  # type: ignore[method-assign]
+    reads = calls_to(rig.store, "get")
     rig.worker.kick(event.id)
     first, second = await asyncio.gather(
         rig.worker.wait(event.id, 10, event), rig.worker.wait(event.id, 10, event)
     )
     assert first is not None and second is not None
     assert first.status == second.status == CREATED and first.invoice_id is not None
-    assert reads == 0 and rig.worker._changed == {}
+    assert reads == [] and rig.worker._changed == {}
 
 
 async def test_a_delivery_recorded_with_a_free_slot_is_claimed_in_the_same_write(
     rig: Rig,
 ) -> None:
-    claims: list[int] = []
-    claim = rig.store.claim
-
-    async def counted(event_id: int, owner: str, lease: float) -> Event | None:
-        claims.append(event_id)
-        return await claim(event_id, owner, lease)
-
-    rig.store.claim = counted  # type: ignore[method-assign]
+    claims = calls_to(rig.store, "claim")
     new = NewDelivery("shopify", "fold", "acme.myshopify.com", "orders/create", {}, b"")
     payload = body(shopify_order(41))
     event, created, taken = await rig.worker.record(dataclasses.replace(new, body=payload))
@@ -475,14 +473,7 @@ async def test_an_order_resolved_from_the_caches_is_claimed_and_marked_sent_in_o
 ) -> None:
     first = await rig.deliver(body(shopify_order(43)), "known-1")
     assert (await rig.settle(first.id)).status == CREATED  # its SKUs are cached now
-    marks: list[bool] = []
-    mark_sent = rig.store.mark_sent
-
-    async def counted(*args: Any, **kwargs: Any) -> bool:
-        marks.append(True)
-        return await mark_sent(*args, **kwargs)
-
-    rig.store.mark_sent = counted  # type: ignore[method-assign]
+    marks = calls_to(rig.store, "mark_sent")
     gets_before = rig.transport.requests.count(("GET", "/external/api/v1/products"))
     second = await rig.deliver(body(shopify_order(44)), "known-2")
     settled = await rig.settle(second.id)
@@ -526,14 +517,7 @@ async def test_a_known_order_is_claimed_with_its_delivery_and_an_invoiced_one_is
 ) -> None:
     first = await rig.deliver(body(shopify_order(46)), "front-1")
     assert (await rig.settle(first.id)).status == CREATED  # its SKUs are cached now
-    claims: list[int] = []
-    claim_order = rig.store.claim_order
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        claims.append(1)
-        return await claim_order(*args, **kwargs)
-
-    rig.store.claim_order = counted  # type: ignore[method-assign]
+    claims = calls_to(rig.store, "claim_order")
     new = NewDelivery("shopify", "front-2", "acme.myshopify.com", "orders/create", {}, b"")
     payload = body(shopify_order(47))
     parsed = await wire.parse_body(payload)
