@@ -2,15 +2,18 @@
 
 The contract suite (tests/test_store.py) proves the rules on PostgreSQL; these prove the
 grouping: writes really share transactions, a failing rule undoes only its own writes, no
-write is answered before its commit, a rolled-back rule's NOTIFY is never sent, and a rule
-lost to a deadlock between two replicas' groups runs again and lands.
+write is answered before its commit, a group waiting on a lock holds up no other write, a
+rolled-back rule's NOTIFY is never sent, and a rule lost to a deadlock between two groups (two
+replicas', or one store's) runs again and lands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -91,9 +94,11 @@ async def test_a_failing_rule_undoes_only_its_own_writes(store: PostgresStore) -
     assert await store.get(results[3][0].id) is not None  # type: ignore[index]
 
 
-async def test_no_write_is_answered_before_its_group_commits(
+@contextlib.asynccontextmanager
+async def row_held_elsewhere(
     store: PostgresStore, url: str
-) -> None:
+) -> AsyncIterator[tuple[psycopg.Connection[Any], Callable[[], Rule[None]]]]:
+    """An event's row locked by another connection, and a rule that waits for that row."""
     locked, _ = await store.record(delivery("locked"))
 
     def wait_for_row() -> Rule[None]:
@@ -101,6 +106,13 @@ async def test_no_write_is_answered_before_its_group_commits(
 
     with psycopg.connect(url) as holder:
         holder.execute("SELECT id FROM events WHERE id = %s FOR UPDATE", (locked.id,))
+        yield holder, wait_for_row
+
+
+async def test_no_write_is_answered_before_its_group_commits(
+    store: PostgresStore, url: str
+) -> None:
+    async with row_held_elsewhere(store, url) as (holder, wait_for_row):
         recorded = asyncio.ensure_future(store.record(delivery("early")))
         waiting = asyncio.ensure_future(store.connector.write(wait_for_row()))
         await asyncio.sleep(0.5)
@@ -112,6 +124,22 @@ async def test_no_write_is_answered_before_its_group_commits(
         holder.commit()
     (event, new), _ = await asyncio.gather(recorded, waiting)
     assert new and await store.get(event.id) is not None
+
+
+async def test_a_group_waiting_on_a_lock_holds_up_no_other_write(
+    store: PostgresStore, url: str
+) -> None:
+    async with row_held_elsewhere(store, url) as (holder, wait_for_row):
+        stuck = asyncio.ensure_future(store.connector.write(wait_for_row()))
+        await asyncio.sleep(0.2)  # its group has begun, and waits on the row
+        # Later writes commit in groups of their own meanwhile.
+        later = await asyncio.wait_for(
+            asyncio.gather(*(store.record(delivery(f"later-{n}")) for n in range(5))), 5
+        )
+        assert all(new for _, new in later)
+        assert not stuck.done()
+        holder.commit()
+    await stuck
 
 
 async def test_a_rolled_back_rule_sends_no_wake(store: PostgresStore, url: str) -> None:
@@ -134,9 +162,11 @@ async def test_a_rolled_back_rule_sends_no_wake(store: PostgresStore, url: str) 
         assert [n.channel async for n in listener.notifies(timeout=5, stop_after=1)] == [CHANNEL]
 
 
-async def test_a_deadlocked_groups_rules_run_again_and_land(url: str) -> None:
-    """Two replicas' groups lock two rows in opposite orders; PostgreSQL aborts one."""
-    replicas = [PostgresStore(url), PostgresStore(url)]
+@pytest.mark.parametrize("where", ["two replicas", "one store's two groups"])
+async def test_a_deadlocked_groups_rules_run_again_and_land(url: str, where: str) -> None:
+    """Two groups lock two rows in opposite orders; PostgreSQL aborts one."""
+    alone = PostgresStore(url)
+    replicas = [alone, alone] if where == "one store's two groups" else [alone, PostgresStore(url)]
     await replicas[0].migrate()
     first, _ = await replicas[0].record(delivery("row-1"))
     second, _ = await replicas[0].record(delivery("row-2"))
@@ -164,6 +194,9 @@ async def test_a_deadlocked_groups_rules_run_again_and_land(url: str) -> None:
                 lock_and_note("a1", first.id, 0.3),
                 lock_and_note("a2", second.id, 0),
             ),
+        ]
+        await asyncio.sleep(0.05)  # the first group has begun: the next writes are another
+        writes += [
             *group_of(
                 replicas[1],
                 lock_and_note("b1", second.id, 0.3),
@@ -184,7 +217,7 @@ async def test_a_deadlocked_groups_rules_run_again_and_land(url: str) -> None:
         ]
         assert sum(starts.values()) == 5, starts  # the deadlock's victim ran twice
     finally:
-        for replica in replicas:
+        for replica in set(replicas):
             await replica.close()
 
 

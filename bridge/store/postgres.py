@@ -67,6 +67,10 @@ _LAST = "RELEASE rule; COMMIT"
 # Errors that say "this transaction lost a race", not "this rule is wrong": run it again.
 _LOST_RACE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 _ALONE_TRIES = 3
+# Groups committing at once, each on its own connection. A group waits a round trip per
+# statement, so with one in flight every write queues behind it (full path, 32 senders:
+# 141-153 invoices/s with one, 188-255/s with four); the pool's other connections serve reads.
+GROUPS_IN_FLIGHT = 4
 
 
 def redact(url: str) -> str:
@@ -133,7 +137,7 @@ class PostgresConnector(Connector):
         *,
         max_size: int = 10,
         timeout: float = 5.0,
-        groups: int = 1,
+        groups: int = GROUPS_IN_FLIGHT,
         group_size: int = 64,
     ) -> None:
         self.url = url
