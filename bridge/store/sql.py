@@ -145,11 +145,22 @@ def _append(
 
 
 def _mark_sent(
-    key: OrderKey, event_id: int, generation: int, now: Now, sent: bool, request: str | None
+    key: OrderKey,
+    event_id: int,
+    generation: int,
+    now: Now,
+    sent: bool,
+    request: str | None,
+    *,
+    held: bool = False,
 ) -> Rule[bool]:
-    held = yield from one("lock_lease", event_id=event_id, generation=generation, **_times(now))
+    """`held` when this write has just claimed the event and locked its row."""
     if not held:
-        return False
+        lease = yield from one(
+            "lock_lease", event_id=event_id, generation=generation, **_times(now)
+        )
+        if not lease:
+            return False
     if request is not None:
         yield from changed(
             "keep_request", event_id=event_id, generation=generation, request=request
@@ -212,20 +223,23 @@ class SQLStore(Store):
 
     @writes
     def record(self, delivery: NewDelivery) -> Rule[tuple[Event, bool]]:
-        return (yield from self._record(delivery))
+        now = yield from clock()
+        return (yield from self._record(delivery, now))
 
     @writes
     def record_claimed(
         self, delivery: NewDelivery, owner: str, lease: float
     ) -> Rule[tuple[Event, bool]]:
-        event, created, claimed = yield from self._record_and_claim(delivery, owner, lease)
+        now = yield from clock()
+        event, created, claimed = yield from self._record_and_claim(delivery, owner, lease, now)
         return claimed or event, created
 
     @writes
     def record_with_order(
         self, delivery: NewDelivery, owner: str, lease: float, order: OrderIntent
     ) -> Rule[tuple[Event, bool, OrderClaim | None]]:
-        event, created, claimed = yield from self._record_and_claim(delivery, owner, lease)
+        now = yield from clock()
+        event, created, claimed = yield from self._record_and_claim(delivery, owner, lease, now)
         if claimed is None:
             return event, created, None
         taken = yield from self._claim_order(
@@ -236,22 +250,26 @@ class SQLStore(Store):
             order.order_name,
             order.keys,
             order.request,
+            now=now,
         )
         row = yield from one("event", event_id=claimed.id)  # as claim_order bound it
         return (_event(row) if row else claimed), True, taken
 
     def _record_and_claim(
-        self, delivery: NewDelivery, owner: str, lease: float
+        self, delivery: NewDelivery, owner: str, lease: float, now: Now
     ) -> Rule[tuple[Event, bool, Event | None]]:
-        """Record a delivery and, if it is new, claim it: (event, created, the claimed event)."""
-        event, created = yield from self._record(delivery)
+        """Record a delivery and, if it is new, claim it: (event, created, the claimed event).
+
+        One clock reading serves the whole write (on PostgreSQL each is a round trip): a new
+        row waits on no lock, so no time passes between the steps that a reading could see.
+        """
+        event, created = yield from self._record(delivery, now)
         if not created:
             return event, False, None
-        claimed = yield from self._claim(event.id, owner, lease)
+        claimed = yield from self._claim(event.id, owner, lease, now)
         return event, True, claimed
 
-    def _record(self, delivery: NewDelivery) -> Rule[tuple[Event, bool]]:
-        now = yield from clock()
+    def _record(self, delivery: NewDelivery, now: Now) -> Rule[tuple[Event, bool]]:
         key = {"source": delivery.source, "delivery_key": delivery.delivery_key}
         row = yield from one(
             "record",
@@ -316,10 +334,10 @@ class SQLStore(Store):
 
     @writes
     def claim(self, event_id: int, owner: str, lease: float) -> Rule[Event | None]:
-        return (yield from self._claim(event_id, owner, lease))
-
-    def _claim(self, event_id: int, owner: str, lease: float) -> Rule[Event | None]:
         now = yield from clock()
+        return (yield from self._claim(event_id, owner, lease, now))
+
+    def _claim(self, event_id: int, owner: str, lease: float, now: Now) -> Rule[Event | None]:
         row = yield from one(
             "claim", event_id=event_id, owner=owner, lease_until=now.lease + lease, **_times(now)
         )
@@ -467,8 +485,14 @@ class SQLStore(Store):
         order_name: str | None,
         keys: Sequence[str],
         request: str | None,
+        *,
+        now: Now | None = None,
     ) -> Rule[OrderClaim]:
-        now = yield from clock()
+        """Bind the order to the claimed event and claim it; `now` when the event was claimed
+        in this same write, whose lease then needs no second look."""
+        fresh = now is not None
+        if now is None:
+            now = yield from clock()
         search_keys = yield from _with_keys(event_id, (key.order_id, order_name, *keys))
         bound = yield from changed(
             "bind_order",
@@ -490,7 +514,9 @@ class SQLStore(Store):
         if taken is not None:
             sent = bool(taken["sent"])
             if request is not None and not sent:
-                marked = yield from _mark_sent(key, event_id, generation, now, True, request)
+                marked = yield from _mark_sent(
+                    key, event_id, generation, now, True, request, held=fresh
+                )
                 return OrderClaim(acquired=True, marked=marked)
             age = now.since(taken["sent_at"], taken["sent_boot"]) if sent else None
             return OrderClaim(acquired=True, sent=sent, sent_age=age)
