@@ -138,11 +138,11 @@ def _decimal(text: str) -> Decimal:
 
 
 # Digits, signs and points become "0", the "E" of an exponent stays, as does a colon, anything
-# else becomes a space. One C pass over the parse written back out then shows an integer too
-# long for the strict parser's liking (msgspec keeps big integers exact), and, where floats
-# were read by the C hook, a Decimal with an exponent: a Decimal's text has one ("1E+999")
-# only when the JSON number did, or when it is very small ("1E-7"). A string that looks the
-# same only takes the slower way.
+# else becomes a space. For a large body, whose floats the C hook read, one C pass over the
+# parse written back out then shows an integer too long for the strict parser's liking
+# (msgspec keeps big integers exact) and a Decimal with an exponent: a Decimal's text has one
+# ("1E+999") only when the JSON number did, or when it is very small ("1E-7"). A string that
+# looks the same only takes the slower way.
 _NUMBER_SHAPE = bytes(
     ord("0")
     if chr(i) in "0123456789.+-"
@@ -179,10 +179,18 @@ def _fast_loads(data: bytes) -> Any:
     except (msgspec.MsgspecError, RecursionError, ArithmeticError):
         # a hook's MalformedJSON arrives wrapped; Decimal("1e99999999999") raises in C
         return _SLOW
+    if checked:
+        # The hook has checked every float; orjson refuses an integer past 64 bits, which
+        # leaves any integer too long for the strict parser to it.
+        try:
+            written = orjson.dumps(value, default=str)
+        except TypeError:
+            return _SLOW
+        return value if written.count(b":") == data.count(b":") else _SLOW
     shape = _ENCODER.encode(value).translate(_NUMBER_SHAPE)
     if shape.count(b":") != data.count(b":") or _TOO_LONG in shape:
         return _SLOW
-    if not checked and b"0E0" in shape:  # an exponent: parse again, checking each number
+    if b"0E0" in shape:  # an exponent: parse again, checking each number
         try:
             return _CHECKED.decode(data)
         except (msgspec.MsgspecError, RecursionError):
