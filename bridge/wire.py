@@ -181,23 +181,30 @@ def _fast_loads(data: bytes) -> Any:
     except (msgspec.MsgspecError, RecursionError, ArithmeticError):
         # a hook's MalformedJSON arrives wrapped; Decimal("1e99999999999") raises in C
         return _SLOW
-    if checked:
-        # The hook has checked every float; orjson refuses an integer past 64 bits, which
-        # leaves any integer too long for the strict parser to it.
-        try:
-            written = orjson.dumps(value, default=str)
-        except TypeError:
-            return _SLOW
-        return value if written.count(b":") == data.count(b":") else _SLOW
-    shape = _ENCODER.encode(value).translate(_NUMBER_SHAPE)
-    if shape.count(b":") != data.count(b":") or _TOO_LONG in shape:
+    written = _written_back(value, checked)
+    if written is None or written.count(b":") != data.count(b":"):
         return _SLOW
-    if b"0E0" in shape:  # an exponent: parse again, checking each number
+    if not checked and b"0E0" in written:  # an exponent: parse again, checking each number
         try:
             return _CHECKED.decode(data)
         except (msgspec.MsgspecError, RecursionError):
             return _SLOW
     return value
+
+
+def _written_back(value: Any, checked: bool) -> bytes | None:
+    """The parse written back out, for its colons; None if a number needs the strict parser.
+
+    Where the hook checked every float, orjson's refusal of an integer past 64 bits leaves
+    any integer too long to the strict parser. Otherwise the shape shows one.
+    """
+    if checked:
+        try:
+            return orjson.dumps(value, default=str)
+        except TypeError:
+            return None
+    shape = _ENCODER.encode(value).translate(_NUMBER_SHAPE)
+    return None if _TOO_LONG in shape else shape
 
 
 _SLOW: Any = object()

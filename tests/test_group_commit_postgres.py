@@ -94,6 +94,19 @@ async def test_a_failing_rule_undoes_only_its_own_writes(store: PostgresStore) -
     assert await store.get(results[3][0].id) is not None  # type: ignore[index]
 
 
+async def until_a_session(url: str, condition: str, timeout: float = 10.0) -> None:
+    """Until another session on the server is at a statement that meets `condition`."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+        f"AND state = 'active' AND {condition}"
+    )
+    deadline = asyncio.get_running_loop().time() + timeout
+    with psycopg.connect(url, autocommit=True) as watcher:
+        while watcher.execute(query).fetchone() == (0,):
+            assert asyncio.get_running_loop().time() < deadline, f"no session with {condition}"
+            await asyncio.sleep(0.01)
+
+
 @contextlib.asynccontextmanager
 async def row_held_elsewhere(
     store: PostgresStore, url: str
@@ -131,7 +144,7 @@ async def test_a_group_waiting_on_a_lock_holds_up_no_other_write(
 ) -> None:
     async with row_held_elsewhere(store, url) as (holder, wait_for_row):
         stuck = asyncio.ensure_future(store.connector.write(wait_for_row()))
-        await asyncio.sleep(0.2)  # its group has begun, and waits on the row
+        await until_a_session(url, "wait_event_type = 'Lock'")  # its group waits on the row
         # Later writes commit in groups of their own meanwhile.
         later = await asyncio.wait_for(
             asyncio.gather(*(store.record(delivery(f"later-{n}")) for n in range(5))), 5
@@ -195,7 +208,8 @@ async def test_a_deadlocked_groups_rules_run_again_and_land(url: str, where: str
                 lock_and_note("a2", second.id, 0),
             ),
         ]
-        await asyncio.sleep(0.05)  # the first group has begun: the next writes are another
+        # The first group has begun (it lingers): the next writes are another group.
+        await until_a_session(url, "query LIKE '%pg_sleep%'")
         writes += [
             *group_of(
                 replicas[1],

@@ -250,7 +250,7 @@ class SQLStore(Store):
             order.order_name,
             order.keys,
             order.request,
-            now=now,
+            claimed_at=now,
         )
         row = yield from one("event", event_id=claimed.id)  # as claim_order bound it
         return (_event(row) if row else claimed), True, taken
@@ -486,13 +486,11 @@ class SQLStore(Store):
         keys: Sequence[str],
         request: str | None,
         *,
-        now: Now | None = None,
+        claimed_at: Now | None = None,
     ) -> Rule[OrderClaim]:
-        """Bind the order to the claimed event and claim it; `now` when the event was claimed
-        in this same write, whose lease then needs no second look."""
-        fresh = now is not None
-        if now is None:
-            now = yield from clock()
+        """Bind the order to the claimed event and claim it. `claimed_at`: the clock reading
+        of a claim made in this same write, whose lease then needs no second look."""
+        now = claimed_at if claimed_at is not None else (yield from clock())
         search_keys = yield from _with_keys(event_id, (key.order_id, order_name, *keys))
         bound = yield from changed(
             "bind_order",
@@ -515,7 +513,7 @@ class SQLStore(Store):
             sent = bool(taken["sent"])
             if request is not None and not sent:
                 marked = yield from _mark_sent(
-                    key, event_id, generation, now, True, request, held=fresh
+                    key, event_id, generation, now, True, request, held=claimed_at is not None
                 )
                 return OrderClaim(acquired=True, marked=marked)
             age = now.since(taken["sent_at"], taken["sent_boot"]) if sent else None
