@@ -9,7 +9,8 @@ order, so an order that cannot be sent leaves nothing behind in Luminous.
 Lookups are cached with a bound and a TTL, and each key is resolved and created by one task
 at a time (`KeyLocks`), so twenty simultaneous orders from one new customer create one
 company, not twenty. A customer's key carries its source and shop (the namespace) and the
-field it is matched by: customer 123 of one shop is not customer 123 of another.
+field it is matched by: customer 123 of one shop is not customer 123 of another. Creating
+also holds the e-mail alone, which Luminous keeps one contact for whatever the source.
 """
 
 from __future__ import annotations
@@ -62,9 +63,13 @@ class CatalogClient(Protocol):
 
 
 class KeyLocks(Protocol):
-    """One holder per key at a time. In-process here; a shared store can lock across replicas."""
+    """One holder per key at a time. In-process here; a shared store can lock across replicas.
 
-    def hold(self, key: str) -> contextlib.AbstractAsyncContextManager[None]: ...
+    `hold` takes several keys in sorted order, so two holders of overlapping keys cannot each
+    hold one the other waits for.
+    """
+
+    def hold(self, *keys: str) -> contextlib.AbstractAsyncContextManager[None]: ...
 
 
 class LocalLocks:
@@ -74,7 +79,14 @@ class LocalLocks:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
+    async def hold(self, *keys: str) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as held:
+            for key in sorted(set(keys)):
+                await held.enter_async_context(self._hold(key))
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _hold(self, key: str) -> AsyncIterator[None]:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
@@ -135,6 +147,15 @@ class CustomerQuery:
             else ["email", self.email]
         )
         return json.dumps(["company", self.namespace, *by])
+
+    @property
+    def creating(self) -> tuple[str, ...]:
+        """The keys held while its company is created: its own, and its e-mail's alone.
+
+        Luminous holds one contact per e-mail whatever the source, so a new customer with one
+        address arriving from two sources at once must make one company, not one each.
+        """
+        return (self.key, json.dumps(["contact", self.email])) if self.email else (self.key,)
 
     def describe(self) -> str:
         if self.email or self.field is None:
@@ -403,7 +424,7 @@ class Resolver:
         return None
 
     async def _create_customer(self, new: NewCustomer) -> int:
-        async with self.locks.hold(new.query.key):
+        async with self.locks.hold(*new.query.creating):
             # Another task, or another replica, may have created it since the plan looked.
             found = await self._known_company(new.query)
             if found is not None:

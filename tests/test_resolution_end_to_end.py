@@ -329,6 +329,30 @@ def test_a_contact_naming_its_company_only_nested_lands_on_that_company(
     assert records(sandbox, "/companies") == companies
 
 
+def woo_order(
+    customer_id: int, email: str, first_name: str, last_name: str, order_id: int | None = None
+) -> dict[str, Any]:
+    """The shipped WooCommerce example, placed by the given customer."""
+    woo: dict[str, Any] = json.loads((ROOT / "examples" / "woocommerce-order.json").read_text())
+    if order_id is not None:
+        woo["id"] = woo["number"] = order_id
+    woo["customer_id"] = customer_id
+    woo["billing"].update(email=email, first_name=first_name, last_name=last_name)
+    return woo
+
+
+def post_woo(bridge: Process, woo: dict[str, Any]) -> httpx.Response:
+    return sign_and_post(
+        bridge.url,
+        "woocommerce",
+        json.dumps(woo).encode(),
+        WOO_SECRET,
+        scheme="woocommerce-hmac",
+        topic="order.created",
+        shop="https://shop.example/",
+    )
+
+
 def test_one_customer_id_from_two_sources_is_two_companies(
     services: tuple[Process, Process, Path],
 ) -> None:
@@ -338,18 +362,7 @@ def test_one_customer_id_from_two_sources_is_two_companies(
     outlet["customer"] = {"id": 123, "email": "pat@outlet.example", "first_name": "Pat"}
     first = sign_and_post(bridge.url, "outlet", body(outlet), SECRET, shop="outlet.myshopify.com")
     assert first.status_code == 201, first.text
-    woo = json.loads((ROOT / "examples" / "woocommerce-order.json").read_text())
-    woo["customer_id"] = 123
-    woo["billing"].update(email="sam@woo.example", first_name="Sam", last_name="Woo")
-    second = sign_and_post(
-        bridge.url,
-        "woocommerce",
-        json.dumps(woo).encode(),
-        WOO_SECRET,
-        scheme="woocommerce-hmac",
-        topic="order.created",
-        shop="https://shop.example/",
-    )
+    second = post_woo(bridge, woo_order(123, "sam@woo.example", "Sam", "Woo"))
     assert second.status_code == 201, second.text
     outlet_company = invoice(sandbox, first.json()["invoice_id"])["customer"]["id"]
     woo_company = invoice(sandbox, second.json()["invoice_id"])["customer"]["id"]
@@ -358,3 +371,30 @@ def test_one_customer_id_from_two_sources_is_two_companies(
     assert companies[outlet_company]["custom_fields"] == {"Outlet Customer ID": "123"}
     assert companies[woo_company]["custom_fields"] == {"WooCommerce Customer ID": "123"}
     assert companies[woo_company]["name"] == "Sam Woo"
+
+
+def test_one_new_email_from_two_sources_at_once_makes_one_company(
+    services: tuple[Process, Process, Path],
+) -> None:
+    bridge, sandbox, _ = services
+    email = "lee@both.example"
+    posts = []
+    for n in range(4):
+        outlet = shopify_order(9800 + n)
+        outlet["email"] = email
+        outlet["customer"] = {"id": 4400 + n, "email": email, "first_name": "Lee"}
+        posts.append(
+            lambda o=outlet: sign_and_post(
+                bridge.url, "outlet", body(o), SECRET, shop="outlet.myshopify.com"
+            )
+        )
+        woo = woo_order(5500 + n, email, "Lee", "Both", order_id=9800 + n)
+        posts.append(lambda w=woo: post_woo(bridge, w))
+    with ThreadPoolExecutor(max_workers=len(posts)) as pool:
+        answers = list(pool.map(lambda post: post(), posts))
+    assert [a.status_code for a in answers] == [201] * len(posts), [a.text for a in answers]
+    customers = {invoice(sandbox, a.json()["invoice_id"])["customer"]["id"] for a in answers}
+    contacts = httpx.get(
+        f"{sandbox.url}{API}/contacts", params={"email[eq]": email}, headers=AUTH
+    ).json()["data"]
+    assert len(contacts) == 1 and customers == {int(contacts[0]["company_id"])}, customers

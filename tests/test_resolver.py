@@ -217,6 +217,25 @@ async def test_local_locks_serialise_one_key_only() -> None:
     assert locks._locks == {}
 
 
+async def test_local_locks_take_several_keys_in_one_order() -> None:
+    locks = LocalLocks()
+    inside: list[str] = []
+
+    async def hold(tag: str, *keys: str) -> None:
+        async with locks.hold(*keys):
+            inside.append(tag)
+            assert len(inside) == 1, f"{inside} hold a key at once"
+            await asyncio.sleep(0.01)
+            inside.remove(tag)
+
+    # Named in opposite orders, each pair of holders shares a key: taken as named, the
+    # first two would each hold one key and wait for the other's.
+    await asyncio.wait_for(
+        asyncio.gather(hold("1", "a", "b"), hold("2", "b", "a"), hold("3", "b", "b")), 2
+    )
+    assert locks._locks == {}
+
+
 # -- plan, then apply: nothing is created for an order that cannot be sent -----------------
 
 NEW_CUSTOMER = CustomerRef(
@@ -342,6 +361,27 @@ async def test_replicas_with_their_own_caches_create_one_company(
             replica.resolve(draft(customer), MATCH, namespace=SHOP)
             for _ in range(10)
             for replica in replicas
+        )
+    )
+    assert len({request.company_id for request in results}) == 1
+    assert rig.transport.calls.count("POST /external/api/v1/companies") == 1
+    assert rig.transport.calls.count("POST /external/api/v1/contacts") == 1
+
+
+@pytest.mark.parametrize("options", [MATCH, BY_FIELD], ids=["by e-mail", "by custom field"])
+async def test_one_new_email_from_two_sources_at_once_makes_one_company(
+    rig: Rig, shared_locks: list[KeyLocks], options: InvoiceOptions
+) -> None:
+    # Luminous refuses a second contact with one e-mail, whichever source the order came from.
+    replicas = [Resolver(rig.resolver.client, locks=locks) for locks in shared_locks]
+    customer = CustomerRef(email="Both@Example.com", customer_id="77", first_name="Bo")
+    sources = (SHOP, "woocommerce/shop.example")
+    results = await asyncio.gather(
+        *(
+            replica.resolve(draft(customer), options, namespace=namespace)
+            for _ in range(3)
+            for replica in replicas
+            for namespace in sources
         )
     )
     assert len({request.company_id for request in results}) == 1

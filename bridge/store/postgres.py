@@ -409,14 +409,17 @@ class AdvisoryLocks:
         self._local = LocalLocks()
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        async with self._local.hold(key), self._connection() as conn:
-            await conn.execute(_KEY_LOCK, (key,))
+    async def hold(self, *keys: str) -> AsyncIterator[None]:
+        ordered = sorted(set(keys))  # the order every holder takes them in
+        async with self._local.hold(*ordered), self._connection() as conn:
+            # Also released by the pool's reset, should this be cut short.
+            for key in ordered:
+                await conn.execute(_KEY_LOCK, (key,))
             try:
                 yield
             finally:
-                # Also released by the pool's reset, should this be cut short.
-                await conn.execute(_KEY_UNLOCK, (key,))
+                for key in reversed(ordered):
+                    await conn.execute(_KEY_UNLOCK, (key,))
 
 
 async def _unlock_all(conn: Connection) -> None:
