@@ -8,12 +8,16 @@ fields, and sometimes sends IDs as strings).
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 CENT = Decimal("0.01")
+# Digits enough that Σ quantity × unit_price is exact for every number the parser lets in
+# (100 characters, exponents within ±100, so a product spans at most ~400 digits). The default
+# 28 would round a 31-digit quantity before the cents are rounded, a cent from Luminous's total.
+_EXACT = Context(prec=2000, Emax=1000, Emin=-1000)
 
 Money = Annotated[Decimal, Field(allow_inf_nan=False)]
 UnitPrice = Annotated[Decimal, Field(allow_inf_nan=False, decimal_places=6)]
@@ -92,9 +96,13 @@ def invoice_total(
 ) -> Decimal:
     """Luminous's total: Σ quantity × unit_price − discount + shipping + tax, exact, then
     rounded once, half-up, to cents."""
-    exact = sum((quantity * price for quantity, price in items), Decimal(0))
-    exact += (total_shipping or 0) + (tax_amount or 0) - (order_discount_amount or 0)
-    return exact.quantize(CENT, rounding=ROUND_HALF_UP)
+    exact = Decimal(0)
+    for quantity, price in items:
+        exact = _EXACT.add(exact, _EXACT.multiply(quantity, price))
+    for amount in (total_shipping, tax_amount):
+        exact = _EXACT.add(exact, amount or 0)
+    exact = _EXACT.subtract(exact, order_discount_amount or 0)
+    return exact.quantize(CENT, rounding=ROUND_HALF_UP, context=_EXACT)
 
 
 def request_total(request: InvoiceRequest) -> Decimal:
