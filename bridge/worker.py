@@ -180,6 +180,11 @@ class Worker:
             return event, created, False
         if self.draining:  # stop() no longer waits for new work: hand the event back
             with contextlib.suppress(StoreError):
+                if order is not None and order.marked and ready is not None:
+                    # Nothing was sent: left marked, the next holder would wait out a
+                    # send's deadline before sending.
+                    key = ready.intent.key
+                    await self.store.mark_sent(key, event.id, event.generation, sent=False)
                 await self.store.release(event.id, event.generation)
             self._slots.release()
             return event, created, False

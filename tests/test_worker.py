@@ -534,3 +534,39 @@ async def test_a_known_order_is_claimed_with_its_delivery_and_an_invoiced_one_is
     assert done is not None and done.status == CREATED
     assert done.invoice_id == settled.invoice_id and done.duplicate_of == event.id
     assert rig.transport.requests.count(("POST", "/external/api/v1/invoices")) == posts
+
+
+@pytest.mark.parametrize("with_order", [False, True], ids=["record", "record with its order"])
+async def test_a_drain_begun_during_a_claiming_record_hands_the_event_back(
+    rig: Rig, with_order: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The write claims the event for this worker; the drain begins before it returns. The
+    # event must not wait out a lease nobody holds, nor a send that never left: it is
+    # released, due now, its order not marked sent.
+    if with_order:  # its SKUs cached, so the record claims its order and marks it sent too
+        warm = await rig.deliver(body(shopify_order(60)), "drain-warm")
+        assert (await rig.settle(warm.id)).status == CREATED
+    written = "record_with_order" if with_order else "record_claimed"
+    original = getattr(rig.store, written)
+
+    async def then_drain(*args: Any) -> Any:
+        result = await original(*args)
+        rig.worker.draining = True
+        return result
+
+    monkeypatch.setattr(rig.store, written, then_drain)
+    payload = body(shopify_order(61))
+    new = NewDelivery("shopify", "drain", "acme.myshopify.com", "orders/create", {}, payload)
+    event, created, taken = await rig.worker.record(new, wire.Parsed(wire.loads(payload)))
+    assert created and not taken and event.id not in rig.worker._held
+    assert not rig.worker._slots.locked() and rig.worker._slots._value == (
+        rig.settings.config.luminous.max_concurrency
+    )
+    stored = await rig.store.get(event.id)
+    assert stored is not None and stored.status == "received" and stored.lease_until is None
+    rig.worker.draining = False  # as the next process would, it takes the event up at once
+    lookups = rig.transport.requests.count(("GET", "/external/api/v1/invoices"))
+    assert (await rig.settle(event.id, timeout=5)).status == CREATED
+    # Sent at once: a send marked as made is looked up, then held back for its deadline.
+    assert rig.transport.requests.count(("GET", "/external/api/v1/invoices")) == lookups
+    assert len(rig.sandbox.invoices) == (2 if with_order else 1)
