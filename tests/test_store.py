@@ -153,6 +153,9 @@ async def test_a_delivery_recorded_with_its_order_claims_both_in_one_write(store
     assert order == OrderClaim(acquired=True, marked=True)
     assert first.order_id == "8" and first.order_name == "#8"
     assert first.sent_request == '{"company_id": 1}'
+    assert first == await store.get(first.id)  # the write answers the event as it stands
+    found = await store.list_events(order="sku-8")
+    assert [event.id for event in found] == [first.id]  # bound with its keys, as claim_order binds
     # A repeat claims nothing; another delivery of the order finds it held, then invoiced.
     again, created, none = await store.record_with_order(delivery("o1"), "w", LEASE, intent)
     assert not created and none is None and again.generation == first.generation
@@ -161,7 +164,7 @@ async def test_a_delivery_recorded_with_its_order_claims_both_in_one_write(store
     assert (await store.complete_event(first.id, first.generation, key, 61, held=True))[0]
     late, _, done = await store.record_with_order(delivery("o3"), "w", LEASE, intent)
     assert done is not None and done.invoice_id == 61 and not done.marked
-    assert late.sent_request is None
+    assert late.sent_request is None and late == await store.get(late.id)
 
 
 async def test_renew_keeps_the_lease(store: Store) -> None:

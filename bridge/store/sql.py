@@ -239,46 +239,58 @@ class SQLStore(Store):
         self, delivery: NewDelivery, owner: str, lease: float, order: OrderIntent
     ) -> Rule[tuple[Event, bool, OrderClaim | None]]:
         now = yield from clock()
-        event, created, claimed = yield from self._record_and_claim(delivery, owner, lease, now)
+        # The new row is written bound to its order, as claim_order would bind it: this write
+        # holds its lock from the insert on, so neither lock_event nor bind_order has anything
+        # to add, and the claim's own answer is the event as it now stands.
+        event, created, claimed = yield from self._record_and_claim(
+            delivery, owner, lease, now, order
+        )
         if claimed is None:
             return event, created, None
-        taken = yield from self._claim_order(
-            order.key,
-            claimed.id,
-            claimed.generation,
-            lease,
-            order.order_name,
-            order.keys,
-            order.request,
-            claimed_at=now,
+        taken = yield from self._take_order(
+            order.key, claimed.id, claimed.generation, lease, order.request, now, held=True
         )
-        row = yield from one("event", event_id=claimed.id)  # as claim_order bound it
-        return (_event(row) if row else claimed), True, taken
+        if taken.marked:
+            claimed = dataclasses.replace(claimed, sent_request=order.request)
+        return claimed, True, taken
 
     def _record_and_claim(
-        self, delivery: NewDelivery, owner: str, lease: float, now: Now
+        self,
+        delivery: NewDelivery,
+        owner: str,
+        lease: float,
+        now: Now,
+        order: OrderIntent | None = None,
     ) -> Rule[tuple[Event, bool, Event | None]]:
         """Record a delivery and, if it is new, claim it: (event, created, the claimed event).
 
         One clock reading serves the whole write (on PostgreSQL each is a round trip): a new
         row waits on no lock, so no time passes between the steps that a reading could see.
         """
-        event, created = yield from self._record(delivery, now)
+        event, created = yield from self._record(delivery, now, order)
         if not created:
             return event, False, None
         claimed = yield from self._claim(event.id, owner, lease, now)
         return event, True, claimed
 
-    def _record(self, delivery: NewDelivery, now: Now) -> Rule[tuple[Event, bool]]:
+    def _record(
+        self, delivery: NewDelivery, now: Now, order: OrderIntent | None = None
+    ) -> Rule[tuple[Event, bool]]:
+        """Insert the delivery's row; with `order`, bound to that order from the start."""
         key = {"source": delivery.source, "delivery_key": delivery.delivery_key}
+        order_id, order_name = delivery.order_id, delivery.order_name
+        values: list[object] = [order_id, order_name]
+        if order is not None:
+            order_id, order_name = order.key.order_id, order.order_name
+            values += [order_id, order_name, *order.keys]
         row = yield from one(
             "record",
             **key,
             shop=delivery.shop,
             topic=delivery.topic,
-            order_id=delivery.order_id,
-            order_name=delivery.order_name,
-            search_keys=merged(None, (delivery.order_id, delivery.order_name)),
+            order_id=order_id,
+            order_name=order_name,
+            search_keys=merged(None, values),
             now=now.wall,
             headers=orjson.dumps(delivery.headers).decode(),
             body=delivery.body,
@@ -485,12 +497,9 @@ class SQLStore(Store):
         order_name: str | None,
         keys: Sequence[str],
         request: str | None,
-        *,
-        claimed_at: Now | None = None,
     ) -> Rule[OrderClaim]:
-        """Bind the order to the claimed event and claim it. `claimed_at`: the clock reading
-        of a claim made in this same write, whose lease then needs no second look."""
-        now = claimed_at if claimed_at is not None else (yield from clock())
+        """Bind the order to the claimed event and claim it."""
+        now = yield from clock()
         search_keys = yield from _with_keys(event_id, (key.order_id, order_name, *keys))
         bound = yield from changed(
             "bind_order",
@@ -502,6 +511,21 @@ class SQLStore(Store):
         )
         if not bound:
             return OrderClaim(acquired=False)
+        return (yield from self._take_order(key, event_id, generation, lease, request, now))
+
+    def _take_order(
+        self,
+        key: OrderKey,
+        event_id: int,
+        generation: int,
+        lease: float,
+        request: str | None,
+        now: Now,
+        *,
+        held: bool = False,
+    ) -> Rule[OrderClaim]:
+        """Claim the order for the event bound to it; `held`: this write has just claimed
+        the event, so its lease needs no second look before the send is marked."""
         taken = yield from one(
             "take_order",
             **_order(key),
@@ -513,7 +537,7 @@ class SQLStore(Store):
             sent = bool(taken["sent"])
             if request is not None and not sent:
                 marked = yield from _mark_sent(
-                    key, event_id, generation, now, True, request, held=claimed_at is not None
+                    key, event_id, generation, now, True, request, held=held
                 )
                 return OrderClaim(acquired=True, marked=marked)
             age = now.since(taken["sent_at"], taken["sent_boot"]) if sent else None
