@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -405,6 +406,32 @@ async def test_still_holds_until_the_lease_lapses_or_the_claim_ends(store: Store
     assert await store.finish(event.id, event.generation, SKIPPED, reason="test order")
     assert not await store.still_holds(event.id, event.generation)
     assert not await store.still_holds(12345, 1)
+
+
+async def test_the_send_guard_is_one_statement_on_the_servers_clock(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Checked before every send: the clock reading that a lapse is judged by goes with the
+    # check itself, not a round trip ahead of it.
+    store = PostgresStore(pg_url)
+    await store.migrate()
+    try:
+        event = await taken(store, lease=0.2)
+        sent: list[str] = []
+        execute = psycopg.AsyncConnection.execute
+
+        async def counted(conn: psycopg.AsyncConnection[Any], query: Any, *args: Any) -> Any:
+            sent.append(str(query))
+            return await execute(conn, query, *args)
+
+        monkeypatch.setattr(psycopg.AsyncConnection, "execute", counted)
+        assert await store.still_holds(event.id, event.generation)
+        assert len(sent) == 1 and "clock_timestamp()" in sent[0]
+        assert "%(lease_now)s" not in sent[0] and "%(boot)s" not in sent[0]
+        await asyncio.sleep(0.3)
+        assert not await store.still_holds(event.id, event.generation)
+    finally:
+        await store.close()
 
 
 async def test_an_event_knows_its_order_from_the_moment_it_is_recorded(store: Store) -> None:

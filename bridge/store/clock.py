@@ -27,6 +27,10 @@ class Now:
     lease: float  # the lease clock's seconds
     boot: str  # which run of the lease clock; "" for a clock that never restarts
 
+    def params(self) -> dict[str, object]:
+        """The reading as the queries name it: `now`, `lease_now`, `boot`."""
+        return {"now": self.wall, "lease_now": self.lease, "boot": self.boot}
+
     def since(self, moment: float | None, boot: str | None) -> float | None:
         """Lease-clock seconds since `moment`; None when it was taken in another boot."""
         if moment is None or (boot or "") != self.boot:

@@ -29,6 +29,10 @@ class Query:
     sql: str
     params: dict[str, object]
     fetch: Literal["rows", "rowcount"]
+    # The connector binds the clock's `now`, `lease_now` and `boot` as the statement runs
+    # (PostgreSQL: the server's clock, read by the statement itself). For a read that only
+    # compares with the clock: a rule that computes with it asks for a `Clock` first.
+    clocked: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,13 @@ def rows(sql: str, **params: object) -> Rule[list[Row]]:
 def one(name: str, **params: object) -> Rule[Row | None]:
     """Run the named query and bring back its first row."""
     found = yield from rows(QUERIES[name], **params)
+    return found[0] if found else None
+
+
+def one_now(name: str, **params: object) -> Rule[Row | None]:
+    """`one`, the clock bound by the connector as the statement runs (see `Query.clocked`)."""
+    query, flat = expand(QUERIES[name], params)
+    found: list[Row] = yield Query(query, flat, "rows", clocked=True)
     return found[0] if found else None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import select
 from collections.abc import AsyncIterator, Callable
@@ -52,7 +53,8 @@ T = TypeVar("T")
 Connection = psycopg.AsyncConnection[DictRow]
 Pool = psycopg_pool.AsyncConnectionPool[Connection]
 
-_CLOCK = "SELECT extract(epoch FROM clock_timestamp())::double precision AS now"
+_SERVER_NOW = "extract(epoch FROM clock_timestamp())::double precision"
+_CLOCK = f"SELECT {_SERVER_NOW} AS now"
 _TABLE_EXISTS = "SELECT to_regclass(%s) IS NOT NULL AS present"
 _MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('bridge.migrate ' || current_schema()))"
 _KEY_LOCK = "SELECT pg_advisory_lock(hashtext('bridge.resolver'), hashtext(%s))"
@@ -101,6 +103,14 @@ def _password(url: str) -> str | None:
 async def _json_as_text(conn: Connection) -> None:
     # JSON columns come back as the text that was stored, as SQLite gives them.
     conn.adapters.register_loader("json", TextLoader)
+
+
+@functools.lru_cache(maxsize=64)
+def _clocked(sql: str) -> str:
+    """A clocked query reading the server's clock itself, as `_CLOCK` and `_now` would."""
+    for name in ("now", "lease_now"):
+        sql = sql.replace(f"%({name})s", _SERVER_NOW)
+    return sql.replace("%(boot)s", "''")
 
 
 def _now(row: DictRow | None) -> Now:
@@ -251,7 +261,8 @@ class PostgresConnector(Connector):
 
     async def _answer(self, conn: Connection, request: Request) -> object:
         if isinstance(request, Query):
-            cursor = await conn.execute(request.sql, request.params)
+            sql = _clocked(request.sql) if request.clocked else request.sql
+            cursor = await conn.execute(sql, request.params)
             return await cursor.fetchall() if request.fetch == "rows" else cursor.rowcount
         if isinstance(request, Script):
             await conn.execute(request.sql)  # our own file; several statements, no parameters

@@ -48,6 +48,7 @@ from bridge.store.connector import (
     changed,
     clock,
     one,
+    one_now,
     rows,
     wake,
 )
@@ -124,7 +125,7 @@ def _sweep(lease: SweepLease) -> dict[str, object]:
 
 
 def _times(now: Now) -> dict[str, object]:
-    return {"now": now.wall, "lease_now": now.lease, "boot": now.boot}
+    return now.params()
 
 
 def _append(
@@ -386,8 +387,8 @@ class SQLStore(Store):
 
     @looks_up
     def still_holds(self, event_id: int, generation: int) -> Rule[bool]:
-        now = yield from clock()
-        row = yield from one("holding", event_id=event_id, generation=generation, **_times(now))
+        # The clock is read as the statement runs: on PostgreSQL, no round trip before it.
+        row = yield from one_now("holding", event_id=event_id, generation=generation)
         return row is not None
 
     @writes

@@ -156,7 +156,10 @@ class SQLiteConnector(Connector):
 
     def _answer(self, db: sqlite3.Connection, request: Request) -> object:
         if isinstance(request, Query):
-            cursor = db.execute(_dialect(request.sql), request.params)
+            params = request.params
+            if request.clocked:
+                params = {**params, **self.clock.now().params()}
+            cursor = db.execute(_dialect(request.sql), params)
             return cursor.fetchall() if request.fetch == "rows" else cursor.rowcount
         if isinstance(request, Script):
             for statement in _statements(request.sql):
