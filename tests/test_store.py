@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -130,6 +131,17 @@ async def test_a_folded_claim_is_a_claim_and_a_repeat_is_left_unclaimed(store: S
     first, created = await store.record_claimed(delivery("fold"), "w1", 0.05)
     assert created and first.status == PROCESSING and first.lease_owner == "w1"
     assert first.generation == 1
+    assert first == await store.get(first.id)  # the row as written is the claim's answer
+    # Claimed as it is written, the row is what recording then claiming would leave.
+    recorded, _ = await store.record(delivery("apart"))
+    apart = await store.claim(recorded.id, "w1", 0.05)
+    assert apart is not None
+    differ = {"id", "delivery_key", "received_at", "updated_at", "started_at", "lease_until"}
+    fields = [field.name for field in dataclasses.fields(Event) if field.name not in differ]
+    assert [getattr(first, f) for f in fields] == [getattr(apart, f) for f in fields]
+    assert first.lease_until is not None and apart.lease_until is not None
+    assert abs(first.lease_until - apart.lease_until) < 1
+    assert await store.finish(apart.id, apart.generation, SKIPPED, reason="test order")
     assert await store.still_holds(first.id, first.generation)
     assert await store.claim(first.id, "w2", LEASE) is None
     repeat, created_again = await store.record_claimed(delivery("fold"), "w2", LEASE)

@@ -43,10 +43,14 @@ lease_owner = NULL, lease_until = NULL, lease_boot = NULL, updated_at = %(now)s 
 SELECT search_keys FROM events WHERE {holds} AND NOT {lease_lapsed}
 
 -- name: record
+-- Received, or claimed as it is written: 'processing', generation 1 and its lease, the row
+-- `claimed` would make of it (a new row is due, and locked by nobody else).
 INSERT INTO events (source, delivery_key, shop, topic, order_id, order_name, search_keys,
-                    status, received_at, updated_at, started_at, headers, body)
+                    status, generation, lease_owner, lease_until, lease_boot,
+                    received_at, updated_at, started_at, headers, body)
 VALUES (%(source)s, %(delivery_key)s, %(shop)s, %(topic)s, %(order_id)s, %(order_name)s,
-        %(search_keys)s, 'received', %(now)s, %(now)s, %(now)s, %(headers)s, %(body)s)
+        %(search_keys)s, %(status)s, %(generation)s, %(owner)s, %(lease_until)s, %(lease_boot)s,
+        %(now)s, %(now)s, %(now)s, %(headers)s, %(body)s)
 ON CONFLICT (source, delivery_key) DO NOTHING
 RETURNING {event_columns}
 

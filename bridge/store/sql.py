@@ -24,7 +24,9 @@ from bridge.store.base import (
     CREATED,
     DISMISSABLE,
     FINISHED,
+    PROCESSING,
     PURGED_BY_RETENTION,
+    RECEIVED,
     REPLAYABLE,
     Attempt,
     Backlog,
@@ -232,8 +234,8 @@ class SQLStore(Store):
         self, delivery: NewDelivery, owner: str, lease: float
     ) -> Rule[tuple[Event, bool]]:
         now = yield from clock()
-        event, created, claimed = yield from self._record_and_claim(delivery, owner, lease, now)
-        return claimed or event, created
+        event, created = yield from self._record(delivery, now, claim=(owner, lease))
+        return event, created
 
     @writes
     def record_with_order(
@@ -243,42 +245,43 @@ class SQLStore(Store):
         # The new row is written bound to its order, as claim_order would bind it: this write
         # holds its lock from the insert on, so neither lock_event nor bind_order has anything
         # to add, and the claim's own answer is the event as it now stands.
-        event, created, claimed = yield from self._record_and_claim(
-            delivery, owner, lease, now, order
-        )
-        if claimed is None:
-            return event, created, None
-        taken = yield from self._take_order(
-            order.key, claimed.id, claimed.generation, lease, order.request, now, held=True
-        )
-        if taken.marked:
-            claimed = dataclasses.replace(claimed, sent_request=order.request)
-        return claimed, True, taken
-
-    def _record_and_claim(
-        self,
-        delivery: NewDelivery,
-        owner: str,
-        lease: float,
-        now: Now,
-        order: OrderIntent | None = None,
-    ) -> Rule[tuple[Event, bool, Event | None]]:
-        """Record a delivery and, if it is new, claim it: (event, created, the claimed event).
-
-        One clock reading serves the whole write (on PostgreSQL each is a round trip): a new
-        row waits on no lock, so no time passes between the steps that a reading could see.
-        """
-        event, created = yield from self._record(delivery, now, order)
+        event, created = yield from self._record(delivery, now, order, claim=(owner, lease))
         if not created:
             return event, False, None
-        claimed = yield from self._claim(event.id, owner, lease, now)
-        return event, True, claimed
+        taken = yield from self._take_order(
+            order.key, event.id, event.generation, lease, order.request, now, held=True
+        )
+        if taken.marked:
+            event = dataclasses.replace(event, sent_request=order.request)
+        return event, True, taken
 
     def _record(
-        self, delivery: NewDelivery, now: Now, order: OrderIntent | None = None
+        self,
+        delivery: NewDelivery,
+        now: Now,
+        order: OrderIntent | None = None,
+        *,
+        claim: tuple[str, float] | None = None,
     ) -> Rule[tuple[Event, bool]]:
-        """Insert the delivery's row; with `order`, bound to that order from the start."""
+        """Insert the delivery's row; with `order`, bound to that order from the start; with
+        `claim` (owner, lease), claimed by it as written. A repeat is neither."""
         key = {"source": delivery.source, "delivery_key": delivery.delivery_key}
+        holder: dict[str, object] = {
+            "status": RECEIVED,
+            "generation": 0,
+            "owner": None,
+            "lease_until": None,
+            "lease_boot": None,
+        }
+        if claim is not None:
+            owner, lease = claim
+            holder = {
+                "status": PROCESSING,
+                "generation": 1,
+                "owner": owner,
+                "lease_until": now.lease + lease,
+                "lease_boot": now.boot,
+            }
         order_id, order_name = delivery.order_id, delivery.order_name
         values: list[object] = [order_id, order_name]
         if order is not None:
@@ -292,6 +295,7 @@ class SQLStore(Store):
             order_id=order_id,
             order_name=order_name,
             search_keys=merged(None, values),
+            **holder,
             now=now.wall,
             headers=orjson.dumps(delivery.headers).decode(),
             body=delivery.body,
