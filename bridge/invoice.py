@@ -8,7 +8,7 @@ fields, and sometimes sends IDs as strings).
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_HALF_UP, Context, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -96,13 +96,10 @@ def invoice_total(
 ) -> Decimal:
     """Luminous's total: Σ quantity × unit_price − discount + shipping + tax, exact, then
     rounded once, half-up, to cents."""
-    exact = Decimal(0)
-    for quantity, price in items:
-        exact = _EXACT.add(exact, _EXACT.multiply(quantity, price))
-    for amount in (total_shipping, tax_amount):
-        exact = _EXACT.add(exact, amount or 0)
-    exact = _EXACT.subtract(exact, order_discount_amount or 0)
-    return exact.quantize(CENT, rounding=ROUND_HALF_UP, context=_EXACT)
+    with localcontext(_EXACT):
+        exact = sum((quantity * price for quantity, price in items), Decimal(0))
+        exact += (total_shipping or 0) + (tax_amount or 0) - (order_discount_amount or 0)
+        return exact.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def request_total(request: InvoiceRequest) -> Decimal:
