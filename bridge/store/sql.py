@@ -242,9 +242,9 @@ class SQLStore(Store):
         self, delivery: NewDelivery, owner: str, lease: float, order: OrderIntent
     ) -> Rule[tuple[Event, bool, OrderClaim | None]]:
         now = yield from clock()
-        # The new row is written bound to its order, as claim_order would bind it: this write
-        # holds its lock from the insert on, so neither lock_event nor bind_order has anything
-        # to add, and the claim's own answer is the event as it now stands.
+        # The new row is written claimed and bound to its order, as claim and claim_order
+        # would leave it: this write holds its lock from the insert on, so lock_event,
+        # bind_order and a read-back have nothing to add. The insert's answer is the event.
         event, created = yield from self._record(delivery, now, order, claim=(owner, lease))
         if not created:
             return event, False, None
