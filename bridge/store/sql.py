@@ -126,10 +126,6 @@ def _sweep(lease: SweepLease) -> dict[str, object]:
     return {"source": lease.source, "shop": lease.shop, "generation": lease.generation}
 
 
-def _times(now: Now) -> dict[str, object]:
-    return now.params()
-
-
 def _append(
     event_id: int,
     now: Now,
@@ -160,7 +156,7 @@ def _mark_sent(
     """`held` when this write has just claimed the event and locked its row."""
     if not held:
         lease = yield from one(
-            "lock_lease", event_id=event_id, generation=generation, **_times(now)
+            "lock_lease", event_id=event_id, generation=generation, **now.params()
         )
         if not lease:
             return False
@@ -234,8 +230,7 @@ class SQLStore(Store):
         self, delivery: NewDelivery, owner: str, lease: float
     ) -> Rule[tuple[Event, bool]]:
         now = yield from clock()
-        event, created = yield from self._record(delivery, now, claim=(owner, lease))
-        return event, created
+        return (yield from self._record(delivery, now, claim=(owner, lease)))
 
     @writes
     def record_with_order(
@@ -356,7 +351,7 @@ class SQLStore(Store):
 
     def _claim(self, event_id: int, owner: str, lease: float, now: Now) -> Rule[Event | None]:
         row = yield from one(
-            "claim", event_id=event_id, owner=owner, lease_until=now.lease + lease, **_times(now)
+            "claim", event_id=event_id, owner=owner, lease_until=now.lease + lease, **now.params()
         )
         return _event(row) if row else None
 
@@ -370,14 +365,14 @@ class SQLStore(Store):
             owner=owner,
             lease_until=now.lease + lease,
             skip=tuple(skip),
-            **_times(now),
+            **now.params(),
         )
         return _event(row) if row else None
 
     @reads
     def next_due(self) -> Rule[float | None]:
         now = yield from clock()
-        row = yield from one("next_due", **_times(now))
+        row = yield from one("next_due", **now.params())
         return None if row is None or row["wait"] is None else max(0.0, float(row["wait"]))
 
     @writes
@@ -536,7 +531,7 @@ class SQLStore(Store):
             **_order(key),
             event_id=event_id,
             lease_until=now.lease + lease,
-            **_times(now),
+            **now.params(),
         )
         if taken is not None:
             sent = bool(taken["sent"])
@@ -579,7 +574,7 @@ class SQLStore(Store):
     ) -> Rule[tuple[Event | None, int]]:
         now = yield from clock()
         if held:  # the lease check locks the row and reads its keys, as lock_event would
-            holding = _times(now)
+            holding = now.params()
             row = yield from one("lock_lease", event_id=event_id, generation=generation, **holding)
             if row is None:
                 return None, event_id
@@ -704,7 +699,7 @@ class SQLStore(Store):
             owner=owner,
             lease_until=now.lease + lease,
             every=every,
-            **_times(now),
+            **now.params(),
         )
         return SweepLease(source, shop, row["generation"], row["cursor"]) if row else None
 
